@@ -1,0 +1,685 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * itree.c - the RCU-readable augmented red-black interval tree.
+ *
+ * Written from the textbook algorithms (Cormen et al., "Introduction to
+ * Algorithms", ch. 13 and §14.3 on interval trees); no kernel code is
+ * copied.  See itree.h for the reader/writer contract.
+ *
+ * Conventions in this file:
+ *  - ld()/st() are relaxed accesses by the writer (who holds the lock, so
+ *    they only need to be atomic because lockless readers exist);
+ *  - pub() is a release store of a child pointer or a subtree maximum: it
+ *    pairs with the acquire loads in itn__tree_search_rcu();
+ *  - the red-black "fixup" loops are the classical ones; every rotation
+ *    keeps subtree_last exact, so the tree is fully augmented between any
+ *    two steps of a fixup.
+ */
+#include "itree.h"
+
+#include <errno.h>
+
+#define RB_BLACK ((uintptr_t)1)
+
+/* Walk guards: a valid red-black tree of 2^64 nodes is at most 128 deep. */
+#define ITN_TREE_MAX_DEPTH (2 * 64 + 8)
+#define ITN_TREE_MAX_STEPS (4 * ITN_TREE_MAX_DEPTH)
+
+typedef struct itn_tnode node_t;
+
+static inline node_t *ld_left(const node_t *n)
+{
+	return atomic_load_explicit(&n->left, memory_order_relaxed);
+}
+
+static inline node_t *ld_right(const node_t *n)
+{
+	return atomic_load_explicit(&n->right, memory_order_relaxed);
+}
+
+static inline uint64_t ld_max(const node_t *n)
+{
+	return atomic_load_explicit(&n->subtree_last, memory_order_relaxed);
+}
+
+/* Release stores: pair with the acquire loads of lockless readers. */
+static inline void pub_left(node_t *n, node_t *c)
+{
+	atomic_store_explicit(&n->left, c, memory_order_release);
+}
+
+static inline void pub_right(node_t *n, node_t *c)
+{
+	atomic_store_explicit(&n->right, c, memory_order_release);
+}
+
+static inline void pub_max(node_t *n, uint64_t v)
+{
+	atomic_store_explicit(&n->subtree_last, v, memory_order_release);
+}
+
+static inline node_t *parent_of(const node_t *n)
+{
+	return (node_t *)(n->parent_color & ~RB_BLACK);
+}
+
+static inline bool is_black(const node_t *n)
+{
+	return !n || (n->parent_color & RB_BLACK);
+}
+
+static inline bool is_red(const node_t *n)
+{
+	return !is_black(n);
+}
+
+static inline void set_black(node_t *n)
+{
+	n->parent_color |= RB_BLACK;
+}
+
+static inline void set_red(node_t *n)
+{
+	n->parent_color &= ~RB_BLACK;
+}
+
+static inline void set_parent(node_t *n, node_t *p)
+{
+	n->parent_color = (uintptr_t)p | (n->parent_color & RB_BLACK);
+}
+
+/*
+ * Writer sections.  The opening store may be relaxed: every store that a
+ * reader could observe inside the section is a release store, which orders
+ * the odd wseq before it.  The closing release store pairs with
+ * itn__tree_read_begin().
+ */
+static inline void write_begin(struct itn_tree *t)
+{
+	uint64_t w = atomic_load_explicit(&t->wseq, memory_order_relaxed);
+
+	atomic_store_explicit(&t->wseq, w + 1, memory_order_relaxed);
+}
+
+static inline void write_end(struct itn_tree *t)
+{
+	uint64_t w = atomic_load_explicit(&t->wseq, memory_order_relaxed);
+
+	atomic_store_explicit(&t->wseq, w + 1, memory_order_release);
+}
+
+static inline uint64_t max3(uint64_t a, uint64_t b, uint64_t c)
+{
+	uint64_t m = a > b ? a : b;
+
+	return m > c ? m : c;
+}
+
+/* subtree_last of @n computed from its own last and its children. */
+static inline uint64_t compute_max(const node_t *n)
+{
+	const node_t *l = ld_left(n), *r = ld_right(n);
+
+	return max3(itn__tnode_last(n), l ? ld_max(l) : 0, r ? ld_max(r) : 0);
+}
+
+/* Replace @old by @new as the child of @parent (or the root). */
+static inline void change_child(struct itn_tree *t, node_t *parent,
+				node_t *old, node_t *new)
+{
+	if (!parent)
+		atomic_store_explicit(&t->root, new, memory_order_release);
+	else if (ld_left(parent) == old)
+		pub_left(parent, new);
+	else
+		pub_right(parent, new);
+}
+
+/*
+ * Rotations.  rotate_left(x): x's right child y takes x's place, x becomes
+ * y's left child and y's old left subtree b becomes x's right subtree.
+ * Store order: x->right = b detaches y from x before y->left = x attaches x
+ * below y, and only then does the parent link switch to y.  At every step
+ * each node is reachable from the root by at most one path, so a reader
+ * descending concurrently can miss nodes but never meets a cycle.
+ * Augmentation: y's subtree now holds exactly x's old subtree, so y takes
+ * x's maximum (raised before y becomes reachable from above); x is
+ * recomputed from its new children.
+ */
+static void rotate_left(struct itn_tree *t, node_t *x)
+{
+	node_t *y = ld_right(x), *b = ld_left(y), *p = parent_of(x);
+
+	pub_right(x, b);
+	if (b)
+		set_parent(b, x);
+	pub_max(y, ld_max(x));
+	pub_left(y, x);
+	pub_max(x, compute_max(x));
+	set_parent(y, p);
+	set_parent(x, y);
+	change_child(t, p, x, y);
+}
+
+static void rotate_right(struct itn_tree *t, node_t *x)
+{
+	node_t *y = ld_left(x), *b = ld_right(y), *p = parent_of(x);
+
+	pub_left(x, b);
+	if (b)
+		set_parent(b, x);
+	pub_max(y, ld_max(x));
+	pub_right(y, x);
+	pub_max(x, compute_max(x));
+	set_parent(y, p);
+	set_parent(x, y);
+	change_child(t, p, x, y);
+}
+
+void itn__tree_init(struct itn_tree *t)
+{
+	atomic_init(&t->root, NULL);
+	t->leftmost = NULL;
+	atomic_init(&t->wseq, 0);
+}
+
+void itn__tnode_init(struct itn_tnode *n)
+{
+	atomic_init(&n->left, NULL);
+	atomic_init(&n->right, NULL);
+	n->parent_color = (uintptr_t)n;
+	atomic_init(&n->start, 0);
+	atomic_init(&n->last, 0);
+	atomic_init(&n->subtree_last, 0);
+}
+
+/* Restore the red-black rules after linking the red node @n. */
+static void insert_fixup(struct itn_tree *t, node_t *n)
+{
+	node_t *p, *g, *u;
+
+	while ((p = parent_of(n)) && is_red(p)) {
+		g = parent_of(p); /* exists: a red node is never the root */
+		if (p == ld_left(g)) {
+			u = ld_right(g);
+			if (is_red(u)) {
+				set_black(p);
+				set_black(u);
+				set_red(g);
+				n = g;
+				continue;
+			}
+			if (n == ld_right(p)) {
+				rotate_left(t, p);
+				n = p;
+				p = parent_of(n);
+			}
+			set_black(p);
+			set_red(g);
+			rotate_right(t, g);
+		} else {
+			u = ld_left(g);
+			if (is_red(u)) {
+				set_black(p);
+				set_black(u);
+				set_red(g);
+				n = g;
+				continue;
+			}
+			if (n == ld_left(p)) {
+				rotate_right(t, p);
+				n = p;
+				p = parent_of(n);
+			}
+			set_black(p);
+			set_red(g);
+			rotate_left(t, g);
+		}
+	}
+	set_black(atomic_load_explicit(&t->root, memory_order_relaxed));
+}
+
+int itn__tree_insert(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
+		     uint64_t last)
+{
+	_Atomic(node_t *) *link = &t->root;
+	node_t *parent = NULL, *p;
+	bool leftmost = true;
+
+	if (start > last || itn__tnode_linked(n))
+		return -EINVAL;
+
+	/* Initialise before the linking release store publishes the node. */
+	atomic_store_explicit(&n->left, NULL, memory_order_relaxed);
+	atomic_store_explicit(&n->right, NULL, memory_order_relaxed);
+	atomic_store_explicit(&n->start, start, memory_order_relaxed);
+	atomic_store_explicit(&n->last, last, memory_order_relaxed);
+	atomic_store_explicit(&n->subtree_last, last, memory_order_relaxed);
+
+	write_begin(t);
+	/* Raise the maxima on the way down: they only ever over-approximate
+	 * until the node is linked, which is harmless to readers. */
+	while ((p = atomic_load_explicit(link, memory_order_relaxed))) {
+		parent = p;
+		if (ld_max(p) < last)
+			pub_max(p, last);
+		if (start < itn__tnode_start(p)) {
+			link = &p->left;
+		} else {
+			link = &p->right;
+			leftmost = false;
+		}
+	}
+	n->parent_color = (uintptr_t)parent; /* red */
+	atomic_store_explicit(link, n, memory_order_release);
+	if (leftmost)
+		t->leftmost = n;
+	insert_fixup(t, n);
+	write_end(t);
+	return 0;
+}
+
+/* Recompute maxima from @n up to (not including) @stop, while they change. */
+static void propagate(node_t *n, const node_t *stop)
+{
+	while (n != stop) {
+		uint64_t m = compute_max(n);
+
+		if (ld_max(n) == m)
+			break;
+		pub_max(n, m);
+		n = parent_of(n);
+	}
+}
+
+/*
+ * Restore the red-black rules after a black node was removed: the subtree
+ * at @x (possibly NULL), child of @p, is one black short.
+ */
+static void remove_fixup(struct itn_tree *t, node_t *x, node_t *p)
+{
+	node_t *w;
+
+	while (p && is_black(x)) {
+		if (x == ld_left(p)) {
+			w = ld_right(p);
+			if (is_red(w)) {
+				set_black(w);
+				set_red(p);
+				rotate_left(t, p);
+				w = ld_right(p);
+			}
+			if (is_black(ld_left(w)) && is_black(ld_right(w))) {
+				set_red(w);
+				x = p;
+				p = parent_of(x);
+				continue;
+			}
+			if (is_black(ld_right(w))) {
+				set_black(ld_left(w));
+				set_red(w);
+				rotate_right(t, w);
+				w = ld_right(p);
+			}
+			w->parent_color = (w->parent_color & ~RB_BLACK) |
+					  (p->parent_color & RB_BLACK);
+			set_black(p);
+			set_black(ld_right(w));
+			rotate_left(t, p);
+			x = atomic_load_explicit(&t->root,
+						 memory_order_relaxed);
+			break;
+		} else {
+			w = ld_left(p);
+			if (is_red(w)) {
+				set_black(w);
+				set_red(p);
+				rotate_right(t, p);
+				w = ld_left(p);
+			}
+			if (is_black(ld_left(w)) && is_black(ld_right(w))) {
+				set_red(w);
+				x = p;
+				p = parent_of(x);
+				continue;
+			}
+			if (is_black(ld_left(w))) {
+				set_black(ld_right(w));
+				set_red(w);
+				rotate_left(t, w);
+				w = ld_left(p);
+			}
+			w->parent_color = (w->parent_color & ~RB_BLACK) |
+					  (p->parent_color & RB_BLACK);
+			set_black(p);
+			set_black(ld_left(w));
+			rotate_right(t, p);
+			x = atomic_load_explicit(&t->root,
+						 memory_order_relaxed);
+			break;
+		}
+	}
+	if (x)
+		set_black(x);
+}
+
+static inline node_t *subtree_min(node_t *n)
+{
+	node_t *l;
+
+	while ((l = ld_left(n)))
+		n = l;
+	return n;
+}
+
+int itn__tree_remove(struct itn_tree *t, struct itn_tnode *z)
+{
+	node_t *zl, *zr, *zp, *x, *xp, *y;
+	bool black;
+
+	if (!itn__tnode_linked(z))
+		return -EINVAL;
+
+	zl = ld_left(z);
+	zr = ld_right(z);
+	zp = parent_of(z);
+	write_begin(t);
+	if (t->leftmost == z) /* then z has no left child */
+		t->leftmost = zr ? subtree_min(zr) : zp;
+
+	if (!zl || !zr) {
+		/* At most one child: splice it into z's place. */
+		x = zl ? zl : zr;
+		xp = zp;
+		black = is_black(z);
+		if (x)
+			set_parent(x, xp);
+		change_child(t, zp, z, x);
+		propagate(xp, NULL);
+	} else {
+		/*
+		 * Two children: y, the leftmost node of z's right subtree,
+		 * takes z's place (and colour).  y is fully set up (both
+		 * children) before the parent link publishes it, and it is
+		 * detached from its old position before that.
+		 */
+		y = subtree_min(zr);
+		x = ld_right(y);
+		black = is_black(y);
+		if (y == zr) {
+			xp = y;
+		} else {
+			xp = parent_of(y);
+			pub_left(xp, x);
+			if (x)
+				set_parent(x, xp);
+			pub_right(y, zr);
+			set_parent(zr, y);
+		}
+		pub_max(y, ld_max(z));
+		pub_left(y, zl);
+		set_parent(zl, y);
+		y->parent_color = z->parent_color;
+		change_child(t, zp, z, y);
+		/* Below y the maxima may only drop; y's own copy of z's
+		 * maximum is then recomputed, and so on upwards. */
+		propagate(xp, y);
+		propagate(y, NULL);
+	}
+	if (black)
+		remove_fixup(t, x, xp);
+	write_end(t);
+	z->parent_color = (uintptr_t)z;
+	return 0;
+}
+
+/*
+ * Writer-side search (consistent tree): the leftmost node of the subtree at
+ * @n overlapping [start, last], given that some node of that subtree has
+ * last >= start.
+ */
+static node_t *subtree_search(node_t *n, uint64_t start, uint64_t last)
+{
+	for (;;) {
+		node_t *l = ld_left(n);
+
+		if (l && start <= ld_max(l)) {
+			/* The leftmost node with last >= start is in l: if it
+			 * does not start by @last, nothing right of it does. */
+			n = l;
+			continue;
+		}
+		if (itn__tnode_start(n) > last)
+			return NULL;
+		if (start <= itn__tnode_last(n))
+			return n;
+		n = ld_right(n);
+		if (!n || start > ld_max(n))
+			return NULL;
+	}
+}
+
+struct itn_tnode *itn__tree_iter_first(const struct itn_tree *t,
+				       uint64_t start, uint64_t last)
+{
+	node_t *root = atomic_load_explicit(&t->root, memory_order_relaxed);
+
+	if (start > last) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* O(1) rejection of queries entirely right or left of the tree. */
+	if (!root || ld_max(root) < start ||
+	    itn__tnode_start(t->leftmost) > last)
+		return NULL;
+	return subtree_search(root, start, last);
+}
+
+struct itn_tnode *itn__tree_iter_next(const struct itn_tnode *cn,
+				      uint64_t start, uint64_t last)
+{
+	node_t *n = (node_t *)cn, *r = ld_right(n), *prev;
+
+	for (;;) {
+		/* Everything left of and including n has been visited. */
+		if (r && start <= ld_max(r))
+			return subtree_search(r, start, last);
+		/* Climb until we arrive from a left child. */
+		do {
+			prev = n;
+			n = parent_of(n);
+			if (!n)
+				return NULL;
+			r = ld_right(n);
+		} while (r == prev);
+		if (itn__tnode_start(n) > last)
+			return NULL;
+		if (start <= itn__tnode_last(n))
+			return n;
+	}
+}
+
+/* Acquire loads for lockless readers: pair with the writers' pub_*(). */
+static inline node_t *rd_left(const node_t *n)
+{
+	return atomic_load_explicit(&n->left, memory_order_acquire);
+}
+
+static inline node_t *rd_right(const node_t *n)
+{
+	return atomic_load_explicit(&n->right, memory_order_acquire);
+}
+
+static inline uint64_t rd_max(const node_t *n)
+{
+	return atomic_load_explicit(&n->subtree_last, memory_order_acquire);
+}
+
+static inline uint64_t rd_order(const node_t *n, size_t off)
+{
+	const _Atomic uint64_t *o =
+		(const _Atomic uint64_t *)(const void *)((const char *)n + off);
+
+	return atomic_load_explicit(o, memory_order_acquire);
+}
+
+/* (start, order) of @n is <= *@k */
+static inline bool key_le(const node_t *n, const struct itn_tkey *k,
+			  size_t off)
+{
+	uint64_t s = atomic_load_explicit(&n->start, memory_order_acquire);
+
+	return s < k->start || (s == k->start && rd_order(n, off) <= k->order);
+}
+
+struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
+				       uint64_t start, uint64_t last,
+				       const struct itn_tkey *after,
+				       size_t order_off)
+{
+	/*
+	 * In-order walk with pruning: a subtree whose maximum is below
+	 * @start holds no overlap; a node (and so its left subtree) at or
+	 * before @after is skipped; the first node starting beyond @last
+	 * ends the walk.  Nodes whose left subtree is being searched wait on
+	 * the stack.  Each step reads a node's fields with acquire loads;
+	 * the guards bound the walk if a writer reshapes the tree under it.
+	 */
+	node_t *stack[ITN_TREE_MAX_DEPTH];
+	unsigned int sp = 0, steps = 0;
+	node_t *n = atomic_load_explicit(&t->root, memory_order_acquire);
+
+	for (;;) {
+		if (++steps > ITN_TREE_MAX_STEPS)
+			return ITN_TREE_LOST;
+		if (n && rd_max(n) >= start) {
+			if (after && key_le(n, after, order_off)) {
+				n = rd_right(n);
+				continue;
+			}
+			if (sp == ITN_TREE_MAX_DEPTH)
+				return ITN_TREE_LOST;
+			stack[sp++] = n;
+			n = rd_left(n);
+			continue;
+		}
+		if (!sp)
+			return NULL;
+		n = stack[--sp];
+		if (atomic_load_explicit(&n->start, memory_order_acquire) > last)
+			return NULL;
+		if (atomic_load_explicit(&n->last, memory_order_acquire) >= start)
+			return n;
+		n = rd_right(n);
+	}
+}
+
+struct itn_tnode *itn__tree_first_rcu(const struct itn_tree *t,
+				      uint64_t start, uint64_t last,
+				      bool *valid)
+{
+	uint64_t s = itn__tree_read_begin(t);
+	node_t *n = itn__tree_search_rcu(t, start, last, NULL, 0);
+
+	*valid = n != ITN_TREE_LOST && itn__tree_read_valid(t, s);
+	return n == ITN_TREE_LOST ? NULL : n;
+}
+
+/* Checker: returns the black height of the subtree, or -1. */
+static int check_subtree(const node_t *n, const node_t *parent,
+			 size_t order_off, long *count,
+			 const node_t **prev, const char **why)
+{
+	int lh, rh;
+	const node_t *l, *r;
+
+	if (!n)
+		return 1;
+	if (parent_of(n) != parent) {
+		*why = "parent pointer does not match the parent";
+		return -1;
+	}
+	if (is_red(n) && is_red(parent)) {
+		*why = "red node with a red parent";
+		return -1;
+	}
+	if (itn__tnode_start(n) > itn__tnode_last(n)) {
+		*why = "node with start > last";
+		return -1;
+	}
+	if (++*count > (1L << 40)) {
+		*why = "cycle";
+		return -1;
+	}
+	l = ld_left(n);
+	r = ld_right(n);
+	lh = check_subtree(l, n, order_off, count, prev, why);
+	if (lh < 0)
+		return -1;
+	/* In-order visit of n: order by start, then by order word. */
+	if (*prev) {
+		uint64_t ps = itn__tnode_start(*prev), ns = itn__tnode_start(n);
+
+		if (ps > ns) {
+			*why = "in-order starts are not ascending";
+			return -1;
+		}
+		if (ps == ns && order_off != (size_t)-1 &&
+		    rd_order(*prev, order_off) >= rd_order(n, order_off)) {
+			*why = "equal starts are not in insertion order";
+			return -1;
+		}
+	}
+	*prev = n;
+	rh = check_subtree(r, n, order_off, count, prev, why);
+	if (rh < 0)
+		return -1;
+	if (lh != rh) {
+		*why = "black heights differ";
+		return -1;
+	}
+	if (ld_max(n) != compute_max(n)) {
+		*why = "subtree_last is not the subtree maximum of last";
+		return -1;
+	}
+	return lh + (is_black(n) ? 1 : 0);
+}
+
+long itn__tree_check(const struct itn_tree *t, size_t order_off,
+		     const char **why)
+{
+	const node_t *root = atomic_load_explicit(&t->root,
+						  memory_order_relaxed);
+	const node_t *prev = NULL, *lm;
+	const char *dummy;
+	long count = 0;
+
+	if (!why)
+		why = &dummy;
+	*why = NULL;
+	if (atomic_load_explicit(&t->wseq, memory_order_relaxed) & 1) {
+		*why = "a writer section is open";
+		return -1;
+	}
+	if (!root) {
+		if (t->leftmost) {
+			*why = "empty tree with a leftmost node";
+			return -1;
+		}
+		return 0;
+	}
+	if (is_red(root)) {
+		*why = "red root";
+		return -1;
+	}
+	if (check_subtree(root, NULL, order_off, &count, &prev, why) < 0)
+		return -1;
+	lm = root;
+	while (ld_left(lm))
+		lm = ld_left(lm);
+	if (t->leftmost != lm) {
+		*why = "cached leftmost is not the leftmost node";
+		return -1;
+	}
+	return count;
+}
