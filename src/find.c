@@ -1,0 +1,263 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * find.c - lookup with a lifetime: itn_find(), references, release().
+ *
+ * itn_find() walks the logical index under an RCU read-side section, with
+ * no lock: the walk is validated by the index's sequence count, retried a
+ * few times if a writer ran, and then done under the space lock so a
+ * stalled writer cannot make a reader spin.  The result gets a reference
+ * with get-unless-zero (its memory cannot go away before the read section
+ * ends: release() is queued with call_rcu) and the state is rechecked, so a
+ * subscription is never returned once remove has been called.
+ *
+ * The logical index changes synchronously in insert/remove/update, so
+ * find follows program order even while the physical tree is frozen.
+ *
+ * Lifetime of a subscription with release(): the registration holds one
+ * reference until the subscription has left the physical tree; each find
+ * and itn_sub_get() holds one more.  The last put queues release() behind a
+ * grace period; itn_synchronize() waits for the queue.
+ */
+#include "itn-internal.h"
+
+#include <errno.h>
+#include <limits.h>
+
+/* Validated lockless walks tried before falling back to the lock. */
+#define ITN_FIND_RETRIES 8
+
+char itn__gp_token;
+
+_Thread_local bool itn__in_release __attribute__((tls_model("initial-exec")));
+
+/*
+ * The key each recent result had when it was returned to this thread:
+ * itn_find_next() continues from there even if the previous result was
+ * updated (moved) since, so a walk neither skips nor repeats others.
+ */
+#define ITN_KEY_CACHE 4
+static _Thread_local struct {
+	const struct itn__sub *sub;
+	struct itn_tkey key;
+} key_cache[ITN_KEY_CACHE];
+static _Thread_local unsigned int key_cache_next;
+
+#define LOGI_ORDER_OFF \
+	(offsetof(struct itn__sub, order) - offsetof(struct itn__sub, logi))
+
+static inline struct itn__sub *logi_sub(struct itn_tnode *n)
+{
+	return itn_container_of(n, struct itn__sub, logi);
+}
+
+static void release_cb(struct rcu_head *head)
+{
+	struct itn__sub *sub = itn_container_of(head, struct itn__sub, rcu);
+	struct itn_space *s;
+
+	itn__rcu_callback_enter(head);
+	s = atomic_load_explicit(&sub->space, memory_order_relaxed);
+	itn__in_release = true;
+	sub->ops->release(itn__pub(sub)); /* frees sub */
+	itn__in_release = false;
+	/* Pairs with the acquire load in itn_space_free(). */
+	atomic_fetch_sub_explicit(&s->objs, 1, memory_order_release);
+}
+
+void itn__sub_put(struct itn__sub *sub)
+{
+	uint32_t old = atomic_fetch_sub_explicit(&sub->refs, 1,
+						 memory_order_acq_rel);
+
+	if (itn_unlikely(old == 0))
+		itn__die("itn_sub_put: reference count underflow");
+	if (old == 1)
+		itn__call_rcu(&sub->rcu, release_cb);
+}
+
+static bool get_unless_zero(struct itn__sub *sub)
+{
+	uint32_t r = atomic_load_explicit(&sub->refs, memory_order_relaxed);
+
+	do {
+		if (r == 0 || r == UINT32_MAX)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(
+		&sub->refs, &r, r + 1, memory_order_acquire,
+		memory_order_relaxed));
+	return true;
+}
+
+ITN_EXPORT void itn_sub_get(struct itn_sub *psub)
+{
+	struct itn__sub *sub = itn__sub(psub);
+	uint32_t old;
+
+	if (!psub || !sub->ops || !sub->ops->release)
+		return;
+	old = atomic_fetch_add_explicit(&sub->refs, 1, memory_order_relaxed);
+	if (itn_unlikely(old == 0 || old == UINT32_MAX))
+		itn__die("itn_sub_get: %s", old ? "reference count overflow" :
+						  "no reference is held");
+}
+
+ITN_EXPORT void itn_sub_put(struct itn_sub *psub)
+{
+	struct itn__sub *sub = itn__sub(psub);
+
+	if (!psub || !sub->ops || !sub->ops->release)
+		return;
+	/* Our walk is over with this one: forget its key (the memory may be
+	 * reused once released). */
+	for (unsigned int i = 0; i < ITN_KEY_CACHE; i++)
+		if (key_cache[i].sub == sub)
+			key_cache[i].sub = NULL;
+	itn__sub_put(sub);
+}
+
+static inline struct itn_tkey key_of(const struct itn_tnode *n)
+{
+	return (struct itn_tkey){
+		.start = atomic_load_explicit(&n->start, memory_order_acquire),
+		.order = atomic_load_explicit(
+			&logi_sub((struct itn_tnode *)n)->order,
+			memory_order_acquire),
+	};
+}
+
+/* First match after @after, skipping other ops; may return ITN_TREE_LOST. */
+static struct itn_tnode *walk(const struct itn_space *s,
+			      const struct itn_sub_ops *ops, uint64_t start,
+			      uint64_t last, const struct itn_tkey *after,
+			      struct itn_tkey *key)
+{
+	struct itn_tnode *n = itn__tree_search_rcu(&s->logi, start, last, after,
+						   LOGI_ORDER_OFF);
+
+	while (n && n != ITN_TREE_LOST) {
+		*key = key_of(n);
+		if (!ops || logi_sub(n)->ops == ops)
+			break;
+		n = itn__tree_search_rcu(&s->logi, start, last, key,
+					 LOGI_ORDER_OFF);
+	}
+	return n;
+}
+
+static struct itn__sub *find_locked(struct itn_space *s,
+				    const struct itn_sub_ops *ops,
+				    uint64_t start, uint64_t last,
+				    const struct itn_tkey *after,
+				    struct itn_tkey *key)
+{
+	struct itn__sub *sub = NULL;
+	struct itn_tnode *n;
+
+	itn__lock(s);
+	n = walk(s, ops, start, last, after, key);
+	if (n == ITN_TREE_LOST)
+		itn__die("logical index walk lost under the lock");
+	if (n) {
+		/* In the index: live, so the registration holds a ref. */
+		sub = logi_sub(n);
+		atomic_fetch_add_explicit(&sub->refs, 1, memory_order_relaxed);
+	}
+	itn__unlock(s);
+	return sub;
+}
+
+static struct itn_sub *find_after(struct itn_space *s,
+				  const struct itn_sub_ops *ops,
+				  uint64_t start, uint64_t last,
+				  const struct itn_tkey *after)
+{
+	struct itn__sub *sub = NULL;
+	struct itn_tkey key = { 0, 0 };
+	int tries;
+
+	itn__rcu_read_lock();
+	for (tries = 0;; tries++) {
+		struct itn_tnode *n;
+		uint64_t w;
+
+		if (tries == ITN_FIND_RETRIES) {
+			sub = find_locked(s, ops, start, last, after, &key);
+			break;
+		}
+		w = itn__tree_read_begin(&s->logi);
+		if (w & 1)
+			continue;
+		n = walk(s, ops, start, last, after, &key);
+		if (n == ITN_TREE_LOST || !itn__tree_read_valid(&s->logi, w))
+			continue;
+		if (!n) {
+			sub = NULL;
+			break;
+		}
+		sub = logi_sub(n);
+		if (!get_unless_zero(sub))
+			continue; /* its last reference is gone: removed */
+		/* Pairs with the release stores of state in remove. */
+		if (atomic_load_explicit(&sub->state, memory_order_acquire) ==
+		    ITN_SUB_LIVE)
+			break;
+		itn__sub_put(sub); /* removed since the walk */
+	}
+	itn__rcu_read_unlock();
+
+	if (!sub) {
+		errno = ENOENT;
+		return NULL;
+	}
+	key_cache[key_cache_next].sub = sub;
+	key_cache[key_cache_next].key = key;
+	key_cache_next = (key_cache_next + 1) % ITN_KEY_CACHE;
+	return itn__pub(sub);
+}
+
+ITN_EXPORT struct itn_sub *itn_find(struct itn_space *s,
+				    const struct itn_sub_ops *ops,
+				    uint64_t start, uint64_t last)
+{
+	if (!s || start > last || (ops && !ops->release)) {
+		errno = EINVAL;
+		return NULL;
+	}
+	return find_after(s, ops, start, last, NULL);
+}
+
+ITN_EXPORT struct itn_sub *itn_find_next(struct itn_space *s,
+					 const struct itn_sub_ops *ops,
+					 struct itn_sub *pprev, uint64_t start,
+					 uint64_t last)
+{
+	const struct itn__sub *prev = itn__csub(pprev);
+	struct itn_tkey after;
+	unsigned int i;
+
+	if (!s || !pprev || start > last || (ops && !ops->release) ||
+	    !prev->ops || !prev->ops->release) {
+		errno = EINVAL;
+		return NULL;
+	}
+	/* Where prev was when this thread got it, else where it is now
+	 * (the caller's reference keeps its memory). */
+	after = key_of(&prev->logi);
+	for (i = 0; i < ITN_KEY_CACHE; i++) {
+		if (key_cache[i].sub == prev) {
+			after = key_cache[i].key;
+			break;
+		}
+	}
+	return find_after(s, ops, start, last, &after);
+}
+
+ITN_EXPORT void itn_synchronize(void)
+{
+	if (itn__cb_top)
+		itn__die("itn_synchronize: called from an invalidate callback");
+	if (itn__in_release)
+		itn__die("itn_synchronize: called from a release callback; it "
+			 "would wait for itself");
+	itn__rcu_barrier();
+}

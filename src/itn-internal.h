@@ -1,0 +1,254 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * itn-internal.h - the library's private data structures and helpers.
+ *
+ * Included by the library's sources and by tests that need internal entry
+ * points (they link the itn-core archive).  Nothing here is installed.
+ */
+#ifndef ITN_INTERNAL_H
+#define ITN_INTERNAL_H
+
+#include <itn/itn.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "itree.h"
+#include "rcu.h"
+
+#if defined(__GNUC__)
+#define ITN_EXPORT __attribute__((visibility("default")))
+#define itn_likely(x) __builtin_expect(!!(x), 1)
+#define itn_unlikely(x) __builtin_expect(!!(x), 0)
+#define ITN_NOINLINE __attribute__((noinline))
+#define ITN_COLD __attribute__((cold, noinline))
+#define ITN_NORETURN __attribute__((noreturn))
+#define ITN_FORMAT(a, b) __attribute__((format(printf, a, b)))
+#else
+#define ITN_EXPORT
+#define itn_likely(x) (x)
+#define itn_unlikely(x) (x)
+#define ITN_NOINLINE
+#define ITN_COLD
+#define ITN_NORETURN
+#define ITN_FORMAT(a, b)
+#endif
+
+#define itn_container_of(ptr, type, member)                             \
+	((type *)(void *)((char *)(1 ? (ptr) : &((type *)0)->member) - \
+			  offsetof(type, member)))
+
+/*
+ * Logical state of a subscription (itn__sub.state).  Magic values rather
+ * than 0, 1, 2... so that insert can tell a zero-initialised subscription
+ * from one that holds garbage.
+ */
+enum itn__sub_state {
+	ITN_SUB_UNREG = 0,		/* zero-initialised, never inserted */
+	ITN_SUB_INSERTING = 0x494e5354, /* insert in progress */
+	ITN_SUB_LIVE = 0x4c495645,	/* inserted: logically present */
+	ITN_SUB_REMOVING = 0x524d5647,	/* itn_sub_remove() waiting (no release) */
+	ITN_SUB_REMOVED = 0x52454d44,	/* removed, no release: reusable */
+	ITN_SUB_ZOMBIE = 0x5a4f4d42,	/* removed, release() still to come */
+};
+
+/* A tree change waiting for the end of the period (itn__sub.pending). */
+enum itn__pending {
+	ITN_PENDING_NONE = 0,
+	ITN_PENDING_INSERT, /* not in phys yet */
+	ITN_PENDING_UPDATE, /* in phys at its old range */
+	ITN_PENDING_REMOVE, /* in phys, leaves it at the end */
+};
+
+/**
+ * struct itn__sub - the real layout behind struct itn_sub.
+ * @phys: node in the physical tree (the kernel's itree): what invalidations
+ *	walk.  Frozen during a period; its range lags the logical one while an
+ *	update is deferred.
+ * @logi: node in the logical index (only subscriptions with release()):
+ *	what itn_find() walks.  Its range is the logical range of every
+ *	subscription, linked or not (itn_sub_start/last read it).
+ * @order: position among equal starts in the logical index (a per-space
+ *	counter taken at insert and update).
+ * @space: the space; set by insert, never cleared.
+ * @ops: the callbacks.
+ * @seq: the sub seq (always odd): written under the space lock by insert
+ *	and update, by itn_set_seq() under the caller's lock.
+ * @state: enum itn__sub_state.
+ * @refs: references (release() subscriptions only): one held by the
+ *	registration until the subscription has left the physical tree, one
+ *	per itn_find()/itn_sub_get().
+ * @deferred: link in the space's deferred list (space lock).
+ * @rcu: release() is queued with it once @refs reached zero (the sub is
+ *	then on no list, so it can share storage with @deferred).
+ * @pending: enum itn__pending (space lock).
+ */
+struct itn__sub {
+	struct itn_tnode phys;
+	struct itn_tnode logi;
+	_Atomic uint64_t order;
+	_Atomic(struct itn_space *) space;
+	const struct itn_sub_ops *ops;
+	_Atomic uint64_t seq;
+	_Atomic uint32_t state;
+	_Atomic uint32_t refs;
+	union {
+		struct cds_list_head deferred;
+		struct rcu_head rcu;
+	};
+	uint8_t pending;
+};
+
+_Static_assert(sizeof(struct itn__sub) <= sizeof(struct itn_sub),
+	       "struct itn_sub is too small for the library's layout");
+_Static_assert(_Alignof(struct itn__sub) <= _Alignof(struct itn_sub),
+	       "struct itn_sub is not aligned enough");
+
+static inline struct itn__sub *itn__sub(struct itn_sub *sub)
+{
+	return (struct itn__sub *)(void *)sub;
+}
+
+static inline const struct itn__sub *itn__csub(const struct itn_sub *sub)
+{
+	return (const struct itn__sub *)(const void *)sub;
+}
+
+static inline struct itn_sub *itn__pub(struct itn__sub *sub)
+{
+	return (struct itn_sub *)(void *)sub;
+}
+
+/* Counters; relaxed atomics so that lockless paths may bump them too. */
+struct itn__counters {
+	_Atomic uint64_t invalidations;
+	_Atomic uint64_t periods;
+	_Atomic uint64_t callbacks;
+	_Atomic uint64_t nonblock_failures;
+	_Atomic uint64_t deferred_inserts;
+	_Atomic uint64_t deferred_removes;
+	_Atomic uint64_t read_waits;
+	_Atomic uint64_t remove_waits;
+	_Atomic uint64_t refused;
+	_Atomic uint64_t deferred_updates;
+};
+
+#define itn__count(s, field) \
+	atomic_fetch_add_explicit(&(s)->stats.field, 1, memory_order_relaxed)
+
+/**
+ * struct itn_space - one watched address space.
+ * @lock: the space lock ("L"): serialises every change of @seq, @active,
+ *	the trees and the deferred list.  Never held while a callback runs.
+ * @cv: waiters for the end of a period (CLOCK_MONOTONIC), bound to @lock.
+ * @seq: the global seq: even outside periods, odd during one.  Written
+ *	under @lock with release stores; read lockless by itn_read_begin().
+ * @active: invalidations started and not ended (@lock).
+ * @phys: the physical tree (@lock; frozen while @seq is odd).
+ * @logi: the logical index (@lock for writers; RCU readers).
+ * @deferred: pending tree changes in call order (@lock).
+ * @next_order: source of itn__sub.order (@lock).
+ * @subs: subscriptions logically present (@lock).
+ * @objs: subscriptions that still reference the space: inserted and not
+ *	yet removed (no release) or released (release).
+ * @released: itn_space_release() was called (@lock).
+ * @stats: counters.
+ */
+struct itn_space {
+	pthread_mutex_t lock;
+	pthread_cond_t cv;
+	_Atomic uint64_t seq;
+	uint64_t active;
+	struct itn_tree phys;
+	struct itn_tree logi;
+	struct cds_list_head deferred;
+	uint64_t next_order;
+	uint64_t subs;
+	_Atomic uint64_t objs;
+	bool released;
+	struct itn__counters stats;
+};
+
+/*
+ * Invalidate callbacks running on this thread, innermost first: a stack of
+ * frames living on the callers' stacks.  Used to refuse calls that would
+ * wait for the callback's own period to end.
+ */
+struct itn__cb_frame {
+	const struct itn_space *space;
+	struct itn__cb_frame *next;
+};
+
+extern _Thread_local struct itn__cb_frame *itn__cb_top
+	__attribute__((tls_model("initial-exec")));
+extern _Thread_local bool itn__in_release
+	__attribute__((tls_model("initial-exec")));
+
+static inline bool itn__in_callback(const struct itn_space *s)
+{
+	for (const struct itn__cb_frame *f = itn__cb_top; f; f = f->next)
+		if (f->space == s)
+			return true;
+	return false;
+}
+
+/* Abort with "libitn: <message>" on stderr: for programming errors only. */
+ITN_NORETURN ITN_COLD ITN_FORMAT(1, 2) void itn__die(const char *fmt, ...);
+
+static inline void itn__lock(struct itn_space *s)
+{
+	pthread_mutex_lock(&s->lock);
+}
+
+static inline void itn__unlock(struct itn_space *s)
+{
+	pthread_mutex_unlock(&s->lock);
+}
+
+static inline uint64_t itn__seq(const struct itn_space *s)
+{
+	return atomic_load_explicit(&s->seq, memory_order_relaxed);
+}
+
+/*
+ * Publish a new global seq (space lock held).  Pairs with the acquire load
+ * in itn_read_begin(): a reader that sees the new value also sees the tree
+ * and deferred-list changes made before it.
+ */
+static inline void itn__set_global_seq(struct itn_space *s, uint64_t v)
+{
+	atomic_store_explicit(&s->seq, v, memory_order_release);
+}
+
+static inline void itn__sub_set_seq(struct itn__sub *sub, uint64_t v)
+{
+	atomic_store_explicit(&sub->seq, v, memory_order_release);
+}
+
+/* Tree changes with the debug checker (-Ddebug_checks=true). */
+void itn__phys_insert(struct itn_space *s, struct itn__sub *sub);
+void itn__phys_remove(struct itn_space *s, struct itn__sub *sub);
+void itn__logi_insert(struct itn_space *s, struct itn__sub *sub);
+void itn__logi_remove(struct itn_space *s, struct itn__sub *sub);
+
+/* Apply the deferred list in call order (last end of a period, lock held). */
+void itn__apply_deferred(struct itn_space *s);
+
+/* End one invalidation (space lock held): the last one ends the period. */
+void itn__invalidate_end_locked(struct itn_space *s);
+
+/* Drop a reference of a release() subscription (any context). */
+void itn__sub_put(struct itn__sub *sub);
+
+/*
+ * Test-only hook: start the global seq at @seq (even) in an idle, empty
+ * space, to exercise wrap-around.  Not exported from libitn.so.
+ * Returns 0, or -EBUSY if the space is not idle and empty, -EINVAL if @seq
+ * is odd.
+ */
+int itn__space_set_seq(struct itn_space *s, uint64_t seq);
+
+#endif /* ITN_INTERNAL_H */

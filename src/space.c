@@ -1,0 +1,182 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * space.c - address spaces: creation, teardown, counters.
+ *
+ * DOC: Theory of operation
+ *
+ * A space has a global seq, a count of active invalidations, two trees and
+ * a deferred list, all changed under the space lock L (the kernel's
+ * per-mm spinlock).  States (SEMANTICS.md §1):
+ *
+ *	Idle     active == 0, seq even   trees change under L
+ *	Partial  active  > 0, seq even   trees change under L
+ *	Full     active  > 0, seq odd    the physical tree is frozen; inserts,
+ *	                                  removes and updates are deferred
+ *
+ * itn_invalidate_start() counts itself in active and, when its range
+ * overlaps a subscription of the physical tree, makes seq odd: a period.
+ * Every callback of the period gets that odd seq.  The invalidation that
+ * brings active back to zero in Full applies the deferred list (call
+ * order), then makes seq even (+1: each period advances it by 2), then
+ * wakes every waiter, all in one L section: a remover that wakes finds its
+ * subscription already out of the tree.
+ *
+ * The logical index is the membership itn_find() answers from: insert,
+ * remove and update change it at once, whatever the state.  The physical
+ * tree is what invalidations walk, exactly as the kernel's.
+ *
+ * Files: space.c (this), sub.c (insert/remove/update and the deferred
+ * list), invalidate.c, read.c (collision-retry read side), find.c (lookup,
+ * references, release).
+ */
+#include "itn-internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+void itn__die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("libitn: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+ITN_EXPORT struct itn_space *itn_space_new(void)
+{
+	struct itn_space *s = calloc(1, sizeof(*s));
+	pthread_condattr_t attr;
+	int err;
+
+	if (!s) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	err = pthread_mutex_init(&s->lock, NULL);
+	if (err)
+		goto fail_free;
+	err = pthread_condattr_init(&attr);
+	if (err)
+		goto fail_mutex;
+	err = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+	if (!err)
+		err = pthread_cond_init(&s->cv, &attr);
+	pthread_condattr_destroy(&attr);
+	if (err)
+		goto fail_mutex;
+
+	atomic_init(&s->seq, 2);
+	itn__tree_init(&s->phys);
+	itn__tree_init(&s->logi);
+	CDS_INIT_LIST_HEAD(&s->deferred);
+	atomic_init(&s->objs, 0);
+
+	/*
+	 * Create the call_rcu worker now rather than at the first release:
+	 * the last itn_invalidate_end() of a period may queue a release, and
+	 * invalidations must never allocate (they may run from memory hooks).
+	 */
+	(void)urcu_bp_get_default_call_rcu_data();
+	return s;
+
+fail_mutex:
+	pthread_mutex_destroy(&s->lock);
+fail_free:
+	free(s);
+	errno = err;
+	return NULL;
+}
+
+ITN_EXPORT int itn_space_release(struct itn_space *s)
+{
+	struct itn_range all = {
+		.start = 0,
+		.last = UINT64_MAX,
+		.event = ITN_EVENT_RELEASE,
+		.flags = ITN_RANGE_BLOCKABLE,
+		.owner = NULL,
+	};
+	int err;
+
+	if (!s)
+		return -EINVAL;
+	itn__lock(s);
+	if (s->released) {
+		itn__unlock(s);
+		return -EALREADY;
+	}
+	s->released = true;
+	itn__unlock(s);
+
+	/* Blockable: cannot fail, and end is always paired. */
+	err = itn_invalidate_start(s, &all);
+	if (!err)
+		itn_invalidate_end(s, &all);
+	return err;
+}
+
+ITN_EXPORT int itn_space_free(struct itn_space *s)
+{
+	bool busy;
+
+	if (!s)
+		return -EINVAL;
+	itn__lock(s);
+	busy = s->active || s->subs || !cds_list_empty(&s->deferred) ||
+	       !itn__tree_empty(&s->phys) || !itn__tree_empty(&s->logi) ||
+	       atomic_load_explicit(&s->objs, memory_order_acquire);
+	itn__unlock(s);
+	if (busy)
+		return -EBUSY;
+	pthread_cond_destroy(&s->cv);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+	return 0;
+}
+
+#define rd(f) atomic_load_explicit(&s->stats.f, memory_order_relaxed)
+
+ITN_EXPORT int itn_space_stats(struct itn_space *s, struct itn_stats *out)
+{
+	if (!s || !out)
+		return -EINVAL;
+	itn__lock(s);
+	*out = (struct itn_stats){
+		.invalidations = rd(invalidations),
+		.periods = rd(periods),
+		.callbacks = rd(callbacks),
+		.nonblock_failures = rd(nonblock_failures),
+		.deferred_inserts = rd(deferred_inserts),
+		.deferred_removes = rd(deferred_removes),
+		.read_waits = rd(read_waits),
+		.remove_waits = rd(remove_waits),
+		.subs = s->subs,
+		.refused = rd(refused),
+		.deferred_updates = rd(deferred_updates),
+	};
+	itn__unlock(s);
+	return 0;
+}
+
+int itn__space_set_seq(struct itn_space *s, uint64_t seq)
+{
+	int err = 0;
+
+	if (seq & 1)
+		return -EINVAL;
+	itn__lock(s);
+	if (s->active || s->subs || !itn__tree_empty(&s->phys) ||
+	    !cds_list_empty(&s->deferred) ||
+	    atomic_load_explicit(&s->objs, memory_order_relaxed))
+		err = -EBUSY;
+	else
+		itn__set_global_seq(s, seq);
+	itn__unlock(s);
+	return err;
+}

@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * sub.c - subscriptions: insert, remove, update, and the deferred list.
+ *
+ * Every function here changes the trees and the deferred list under the
+ * space lock.  The physical tree follows the kernel (frozen during a
+ * period, changes deferred); the logical index changes at once.
+ */
+#include "itn-internal.h"
+
+#include <errno.h>
+
+static void debug_check(const struct itn_tree *t, size_t order_off)
+{
+#ifdef ITN_DEBUG_CHECKS
+	const char *why;
+
+	if (itn__tree_check(t, order_off, &why) < 0)
+		itn__die("interval tree corrupted: %s", why);
+#else
+	(void)t;
+	(void)order_off;
+#endif
+}
+
+#define LOGI_ORDER_OFF \
+	(offsetof(struct itn__sub, order) - offsetof(struct itn__sub, logi))
+
+void itn__phys_insert(struct itn_space *s, struct itn__sub *sub)
+{
+	/* The physical range catches up with the logical one. */
+	if (itn__tree_insert(&s->phys, &sub->phys,
+			     itn__tnode_start(&sub->logi),
+			     itn__tnode_last(&sub->logi)))
+		itn__die("physical tree insert of a linked subscription");
+	debug_check(&s->phys, (size_t)-1);
+}
+
+void itn__phys_remove(struct itn_space *s, struct itn__sub *sub)
+{
+	if (itn__tree_remove(&s->phys, &sub->phys))
+		itn__die("physical tree remove of an unlinked subscription");
+	debug_check(&s->phys, (size_t)-1);
+}
+
+void itn__logi_insert(struct itn_space *s, struct itn__sub *sub)
+{
+	if (itn__tree_insert(&s->logi, &sub->logi,
+			     itn__tnode_start(&sub->logi),
+			     itn__tnode_last(&sub->logi)))
+		itn__die("logical index insert of a linked subscription");
+	debug_check(&s->logi, LOGI_ORDER_OFF);
+}
+
+void itn__logi_remove(struct itn_space *s, struct itn__sub *sub)
+{
+	if (itn__tree_remove(&s->logi, &sub->logi))
+		itn__die("logical index remove of an unlinked subscription");
+	debug_check(&s->logi, LOGI_ORDER_OFF);
+}
+
+/* Set the logical range and take a new place in the insertion order. */
+static void set_logical(struct itn_space *s, struct itn__sub *sub,
+			uint64_t start, uint64_t last)
+{
+	atomic_store_explicit(&sub->logi.start, start, memory_order_relaxed);
+	atomic_store_explicit(&sub->logi.last, last, memory_order_relaxed);
+	atomic_store_explicit(&sub->order, ++s->next_order,
+			      memory_order_relaxed);
+}
+
+static void defer(struct itn_space *s, struct itn__sub *sub,
+		  enum itn__pending op)
+{
+	sub->pending = op;
+	cds_list_add_tail(&sub->deferred, &s->deferred);
+}
+
+void itn__apply_deferred(struct itn_space *s)
+{
+	while (!cds_list_empty(&s->deferred)) {
+		struct itn__sub *sub = cds_list_first_entry(
+			&s->deferred, struct itn__sub, deferred);
+		enum itn__pending op = sub->pending;
+
+		cds_list_del(&sub->deferred);
+		sub->pending = ITN_PENDING_NONE;
+		switch (op) {
+		case ITN_PENDING_INSERT:
+			itn__phys_insert(s, sub);
+			break;
+		case ITN_PENDING_UPDATE:
+			itn__phys_remove(s, sub);
+			itn__phys_insert(s, sub);
+			break;
+		case ITN_PENDING_REMOVE:
+			itn__phys_remove(s, sub);
+			/* Out of the tree: drop the registration's
+			 * reference (a waiting itn_sub_remove() of a
+			 * subscription without release() finishes itself). */
+			if (sub->ops->release)
+				itn__sub_put(sub);
+			break;
+		case ITN_PENDING_NONE:
+			itn__die("deferred list entry with no operation");
+		}
+	}
+}
+
+static int range_of(uint64_t start, uint64_t length, uint64_t *last)
+{
+	if (length == 0)
+		return -EINVAL;
+	if (start + (length - 1) < start)
+		return -EOVERFLOW;
+	*last = start + (length - 1);
+	return 0;
+}
+
+ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
+			      uint64_t start, uint64_t length,
+			      const struct itn_sub_ops *ops)
+{
+	struct itn__sub *sub = itn__sub(psub);
+	uint32_t old;
+	uint64_t last, seq;
+	int err;
+
+	if (!psub || !s || !ops || !ops->invalidate)
+		return -EINVAL;
+	err = range_of(start, length, &last);
+	if (err)
+		return err;
+
+	/* Claim the subscription: refuses a double insert, even a racing one. */
+	old = atomic_load_explicit(&sub->state, memory_order_acquire);
+	if (old != ITN_SUB_UNREG && old != ITN_SUB_REMOVED)
+		return old == ITN_SUB_LIVE || old == ITN_SUB_INSERTING ||
+				       old == ITN_SUB_REMOVING ||
+				       old == ITN_SUB_ZOMBIE ?
+			       -EBUSY :
+			       -EINVAL; /* not zero-initialised */
+	if (!atomic_compare_exchange_strong_explicit(
+		    &sub->state, &old, ITN_SUB_INSERTING, memory_order_acquire,
+		    memory_order_relaxed))
+		return -EBUSY;
+
+	itn__lock(s);
+	if (s->released) {
+		itn__unlock(s);
+		atomic_store_explicit(&sub->state, old, memory_order_release);
+		return -ESHUTDOWN;
+	}
+	itn__tnode_init(&sub->phys);
+	itn__tnode_init(&sub->logi);
+	set_logical(s, sub, start, last);
+	atomic_store_explicit(&sub->space, s, memory_order_relaxed);
+	sub->ops = ops;
+	atomic_store_explicit(&sub->refs, ops->release ? 1 : 0,
+			      memory_order_relaxed);
+	sub->pending = ITN_PENDING_NONE;
+
+	seq = itn__seq(s);
+	if (!s->active) {
+		/* Idle: seq is even; global - 1 is odd and not current. */
+		itn__phys_insert(s, sub);
+		itn__sub_set_seq(sub, seq - 1);
+	} else if (!(seq & 1)) {
+		/* Partial: running invalidations may cover the range without
+		 * knowing it: open a period so read_begin waits for them. */
+		itn__set_global_seq(s, seq | 1);
+		itn__phys_insert(s, sub);
+		itn__sub_set_seq(sub, seq | 1);
+	} else {
+		/* Full: the tree is frozen. */
+		defer(s, sub, ITN_PENDING_INSERT);
+		itn__sub_set_seq(sub, seq);
+		itn__count(s, deferred_inserts);
+	}
+	if (ops->release)
+		itn__logi_insert(s, sub);
+	s->subs++;
+	atomic_fetch_add_explicit(&s->objs, 1, memory_order_relaxed);
+	/* Pairs with the acquire loads of state in remove/update/find. */
+	atomic_store_explicit(&sub->state, ITN_SUB_LIVE, memory_order_release);
+	itn__unlock(s);
+	return 0;
+}
+
+/*
+ * Take a live subscription out of both indexes (lock held).  Returns true
+ * if it stays in the physical tree until the end of the current period.
+ */
+static bool unsubscribe_locked(struct itn_space *s, struct itn__sub *sub)
+{
+	bool wait = false;
+
+	if (sub->ops->release)
+		itn__logi_remove(s, sub);
+	s->subs--;
+	switch ((enum itn__pending)sub->pending) {
+	case ITN_PENDING_INSERT:
+		/* Never reached the tree: no callback ever runs. */
+		cds_list_del(&sub->deferred);
+		sub->pending = ITN_PENDING_NONE;
+		break;
+	case ITN_PENDING_UPDATE:
+		sub->pending = ITN_PENDING_REMOVE;
+		itn__count(s, deferred_removes);
+		wait = true;
+		break;
+	case ITN_PENDING_NONE:
+		if (itn__seq(s) & 1) {
+			defer(s, sub, ITN_PENDING_REMOVE);
+			itn__count(s, deferred_removes);
+			wait = true;
+		} else {
+			itn__phys_remove(s, sub);
+		}
+		break;
+	case ITN_PENDING_REMOVE:
+		itn__die("removing a subscription twice");
+	}
+	return wait;
+}
+
+/* Validate and lock for remove/update: returns the locked space or NULL. */
+static struct itn_space *lock_live(struct itn__sub *sub)
+{
+	struct itn_space *s;
+
+	if (atomic_load_explicit(&sub->state, memory_order_acquire) !=
+	    ITN_SUB_LIVE)
+		return NULL;
+	s = atomic_load_explicit(&sub->space, memory_order_relaxed);
+	itn__lock(s);
+	if (atomic_load_explicit(&sub->state, memory_order_relaxed) !=
+	    ITN_SUB_LIVE) {
+		itn__unlock(s);
+		return NULL;
+	}
+	return s;
+}
+
+ITN_EXPORT int itn_sub_remove(struct itn_sub *psub)
+{
+	struct itn__sub *sub = itn__sub(psub);
+	struct itn_space *s;
+	bool release, wait;
+	uint64_t seq;
+
+	if (!psub)
+		return -EINVAL;
+	if (atomic_load_explicit(&sub->state, memory_order_acquire) !=
+	    ITN_SUB_LIVE)
+		return -ENOENT;
+	if (itn__in_callback(
+		    atomic_load_explicit(&sub->space, memory_order_relaxed)))
+		return -EDEADLK;
+	s = lock_live(sub);
+	if (!s)
+		return -ENOENT;
+
+	release = sub->ops->release != NULL;
+	atomic_store_explicit(&sub->state,
+			      release ? ITN_SUB_ZOMBIE : ITN_SUB_REMOVING,
+			      memory_order_release);
+	seq = itn__seq(s);
+	wait = unsubscribe_locked(s, sub);
+	if (wait) {
+		/*
+		 * The period that may call us ends with the deferred list
+		 * applied and seq advanced in one locked section: once seq
+		 * moved, the subscription is out of the tree (v5.18 fix).
+		 */
+		itn__count(s, remove_waits);
+		while (itn__seq(s) == seq)
+			pthread_cond_wait(&s->cv, &s->lock);
+	} else if (release) {
+		itn__sub_put(sub);
+	}
+	if (!release) {
+		atomic_fetch_sub_explicit(&s->objs, 1, memory_order_release);
+		atomic_store_explicit(&sub->state, ITN_SUB_REMOVED,
+				      memory_order_release);
+	}
+	itn__unlock(s);
+	return 0;
+}
+
+ITN_EXPORT int itn_sub_remove_deferred(struct itn_sub *psub)
+{
+	struct itn__sub *sub = itn__sub(psub);
+	struct itn_space *s;
+
+	if (!psub)
+		return -EINVAL;
+	s = lock_live(sub);
+	if (!s)
+		return -ENOENT;
+	if (!sub->ops->release) {
+		itn__unlock(s);
+		return -EINVAL;
+	}
+	atomic_store_explicit(&sub->state, ITN_SUB_ZOMBIE, memory_order_release);
+	if (!unsubscribe_locked(s, sub))
+		itn__sub_put(sub);
+	/* else the end of the period drops the registration reference */
+	itn__unlock(s);
+	return 0;
+}
+
+ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
+			      uint64_t length)
+{
+	struct itn__sub *sub = itn__sub(psub);
+	struct itn_space *s;
+	uint64_t last, seq;
+	int err;
+
+	if (!psub)
+		return -EINVAL;
+	err = range_of(start, length, &last);
+	if (err)
+		return err;
+	s = lock_live(sub);
+	if (!s)
+		return -ENOENT;
+
+	if (sub->ops->release)
+		itn__logi_remove(s, sub);
+	set_logical(s, sub, start, last);
+	if (sub->ops->release)
+		itn__logi_insert(s, sub);
+
+	seq = itn__seq(s);
+	switch ((enum itn__pending)sub->pending) {
+	case ITN_PENDING_INSERT:
+	case ITN_PENDING_UPDATE:
+		/* The end of the period applies the latest range.  The sub
+		 * seq is already the running period's: sections begun before
+		 * retry, new ones wait for the end. */
+		break;
+	case ITN_PENDING_NONE:
+		if (seq & 1) {
+			/* Full: like a deferred insert. */
+			defer(s, sub, ITN_PENDING_UPDATE);
+			itn__sub_set_seq(sub, seq);
+			itn__count(s, deferred_updates);
+		} else if (s->active) {
+			/* Partial: like an insert in Partial. */
+			itn__set_global_seq(s, seq | 1);
+			itn__phys_remove(s, sub);
+			itn__phys_insert(s, sub);
+			itn__sub_set_seq(sub, seq | 1);
+		} else {
+			/*
+			 * Idle: nothing runs, but read sections begun before
+			 * must see a new sub seq.  A period opens and closes
+			 * at once: its odd value seq + 1 was never given to
+			 * anyone, so it differs from every seq a section can
+			 * hold, and later periods use higher values.
+			 */
+			itn__phys_remove(s, sub);
+			itn__phys_insert(s, sub);
+			itn__sub_set_seq(sub, seq + 1);
+			itn__set_global_seq(s, seq + 2);
+		}
+		break;
+	case ITN_PENDING_REMOVE:
+		itn__die("updating a removed subscription");
+	}
+	itn__unlock(s);
+	return 0;
+}
+
+ITN_EXPORT uint64_t itn_sub_start(const struct itn_sub *sub)
+{
+	return itn__tnode_start(&itn__csub(sub)->logi);
+}
+
+ITN_EXPORT uint64_t itn_sub_last(const struct itn_sub *sub)
+{
+	return itn__tnode_last(&itn__csub(sub)->logi);
+}
+
+ITN_EXPORT struct itn_space *itn_sub_space(const struct itn_sub *sub)
+{
+	return atomic_load_explicit(&itn__csub(sub)->space,
+				    memory_order_relaxed);
+}
