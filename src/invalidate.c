@@ -2,36 +2,157 @@
 /*
  * invalidate.c - the writer side: itn_invalidate_start() / _end().
  *
- * start: under the space lock, count the invalidation in active and look
- * for an overlap in the physical tree; if there is one, make the seq odd
- * (a period).  Then, with no lock held, walk the frozen tree and call every
- * overlapping subscription with that odd seq.
+ * The slow paths are the kernel's algorithm under the space lock L, with
+ * BUSY held in the state word around every change of the seq, the physical
+ * tree, or the Idle/Partial/Full state.  The fast paths (rcu-design.md
+ * §5.7, model-checked in tests/model/fastpath.pml) take no lock and change
+ * only the active count, with one CAS, and only while BUSY is clear:
  *
- * end: under the space lock, uncount; the last end of a period applies the
- * deferred list, makes the seq even and wakes the waiters.
+ *  start, Full (ODD set): count in; the period cannot end while we are
+ *	counted, so the seq is stable and the tree frozen: walk it.
+ *  start, Idle/Partial: count in, then search the physical tree lockless
+ *	under RCU, validated by its sequence count.  A validated miss is done
+ *	(Partial: no seq change, no callback).  A hit, or a walk that keeps
+ *	failing validation, continues on the slow path while counted: under
+ *	L and BUSY, search again and open the period if it hits.
+ *  end, not the last of a period: count out.
  *
- * Neither allocates: both may run from memory hooks.
+ * Why the lock holders need BUSY: an insert in Idle must not miss an
+ * invalidator that registered and validated a miss concurrently (race a);
+ * a remove in Partial must not race an invalidator about to open a period
+ * on the node (race b); a Partial insert opening a period must not race the
+ * last count-out (race c: active 0 with an odd seq).  With BUSY, a lock
+ * holder decides from a state word no fast path can change under it.
+ *
+ * Memory: a lockless walker may hold a node of a subscription removed in
+ * Partial; such a remove waits for an RCU grace period before returning
+ * (sub.c).  In Idle no walker is counted, and in Full nothing leaves the
+ * tree before the period ends.
+ *
+ * Neither start nor end allocates: both may run from memory hooks.
  */
 #include "itn-internal.h"
 
 #include <errno.h>
 
+/* Validated lockless searches before the slow path takes over. */
+#define ITN_START_RETRIES 4
+
 _Thread_local struct itn__cb_frame *itn__cb_top
 	__attribute__((tls_model("initial-exec")));
 
-void itn__invalidate_end_locked(struct itn_space *s)
+uint64_t itn__end_period_locked(struct itn_space *s, uint64_t st)
 {
-	uint64_t seq = itn__seq(s);
-
-	if (--s->active || !(seq & 1))
-		return;
-	/* Last out of a period.  Order matters: the deferred list is
-	 * applied before the seq moves, in the same locked section, so a
-	 * waiter that sees the new seq finds every change made. */
+	/* Order matters: the deferred list is applied before the seq moves,
+	 * in the same locked section, so a waiter that sees the new seq finds
+	 * every change made (the kernel's v5.18 remove fix). */
 	itn__apply_deferred(s);
-	itn__set_global_seq(s, seq + 1);
+	itn__set_global_seq(s, itn__seq(s) + 1);
 	itn__count(s, periods);
 	pthread_cond_broadcast(&s->cv);
+	return st & ~ITN_ST_ODD;
+}
+
+/* Count one invalidation out; the last one of a period ends it. */
+static void end_one(struct itn_space *s)
+{
+	uint64_t st = atomic_load_explicit(&s->st, memory_order_relaxed);
+
+	while (s->fast && !(st & ITN_ST_BUSY) &&
+	       (itn__st_active(st) > 1 ||
+		(itn__st_active(st) == 1 && !(st & ITN_ST_ODD)))) {
+		/* Not the last out of a period: no lock.  The release orders
+		 * the caller's changes before whoever ends the period. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->st, &st, st - ITN_ST_ONE, memory_order_acq_rel,
+			    memory_order_relaxed))
+			return;
+	}
+	itn__lock(s);
+	st = itn__busy_begin(s);
+	if (!itn__st_active(st))
+		itn__die("itn_invalidate_end: no invalidation in flight "
+			 "(end without a successful start?)");
+	st -= ITN_ST_ONE;
+	if (!itn__st_active(st) && (st & ITN_ST_ODD))
+		st = itn__end_period_locked(s, st);
+	itn__busy_end(s, st);
+	itn__unlock(s);
+}
+
+/*
+ * Lock-free registration.  Returns true if counted, with the word as of the
+ * CAS in *@stp; false if BUSY was set (or fast paths are off).
+ */
+static bool count_in_fast(struct itn_space *s, uint64_t *stp)
+{
+	uint64_t st = atomic_load_explicit(&s->st, memory_order_relaxed);
+
+	while (s->fast && !(st & ITN_ST_BUSY)) {
+		/* Acquire: pairs with itn__busy_end(), so the tree and seq
+		 * that lock holder left are visible. */
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->st, &st, st + ITN_ST_ONE, memory_order_acq_rel,
+			    memory_order_relaxed)) {
+			*stp = st;
+			return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Idle/Partial: is there any overlap in the physical tree?  Returns 0 for
+ * a validated miss, 1 for a validated hit, -1 if validation kept failing.
+ */
+static int phys_overlaps_rcu(struct itn_space *s, const struct itn_range *r)
+{
+	int ret = -1;
+
+	itn__rcu_read_lock();
+	for (int tries = 0; tries < ITN_START_RETRIES; tries++) {
+		uint64_t w = itn__tree_read_begin(&s->phys);
+		struct itn_tnode *n;
+
+		if (w & 1)
+			continue;
+		n = itn__tree_search_rcu(&s->phys, r->start, r->last, NULL, 0);
+		if (n != ITN_TREE_LOST && itn__tree_read_valid(&s->phys, w)) {
+			ret = n != NULL;
+			break;
+		}
+	}
+	itn__rcu_read_unlock();
+	return ret;
+}
+
+/*
+ * Slow start under L and BUSY: count in (unless @counted), search, open
+ * the period on a hit.  Returns the first overlapping node, or NULL, and
+ * the period's seq in *@cur_seq.
+ */
+static struct itn_tnode *start_locked(struct itn_space *s,
+				      const struct itn_range *r, bool counted,
+				      uint64_t *cur_seq)
+{
+	struct itn_tnode *n;
+	uint64_t st, seq;
+
+	itn__lock(s);
+	st = itn__busy_begin(s);
+	if (!counted)
+		st += ITN_ST_ONE;
+	n = itn__tree_iter_first(&s->phys, r->start, r->last);
+	seq = itn__seq(s);
+	if (n && !(seq & 1)) {
+		seq |= 1;
+		itn__set_global_seq(s, seq);
+		st |= ITN_ST_ODD;
+	}
+	itn__busy_end(s, st);
+	itn__unlock(s);
+	*cur_seq = seq;
+	return n;
 }
 
 ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
@@ -39,21 +160,24 @@ ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
 {
 	struct itn__cb_frame frame;
 	struct itn_tnode *n;
-	uint64_t cur_seq;
+	uint64_t cur_seq, st;
 
 	if (!s || !r || r->start > r->last)
 		return -EINVAL;
-
-	itn__lock(s);
-	s->active++;
 	itn__count(s, invalidations);
-	n = itn__tree_iter_first(&s->phys, r->start, r->last);
-	cur_seq = itn__seq(s);
-	if (n && !(cur_seq & 1)) {
-		cur_seq |= 1;
-		itn__set_global_seq(s, cur_seq);
+
+	if (!count_in_fast(s, &st)) {
+		n = start_locked(s, r, false, &cur_seq);
+	} else if (st & ITN_ST_ODD) {
+		/* Full: frozen while we are counted.  The acquire CAS saw
+		 * ODD, stored after the odd seq. */
+		cur_seq = itn__seq(s);
+		n = itn__tree_iter_first(&s->phys, r->start, r->last);
+	} else if (phys_overlaps_rcu(s, r) == 0) {
+		n = NULL; /* Partial now: nothing to call */
+	} else {
+		n = start_locked(s, r, true, &cur_seq);
 	}
-	itn__unlock(s);
 	if (!n)
 		return 0;
 
@@ -78,9 +202,7 @@ ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
 		/* Non-blocking and refused: stop, end it ourselves. */
 		itn__cb_top = frame.next;
 		itn__count(s, nonblock_failures);
-		itn__lock(s);
-		itn__invalidate_end_locked(s);
-		itn__unlock(s);
+		end_one(s);
 		return -EAGAIN;
 	}
 	itn__cb_top = frame.next;
@@ -92,10 +214,5 @@ ITN_EXPORT void itn_invalidate_end(struct itn_space *s,
 {
 	if (!s || !r)
 		itn__die("itn_invalidate_end: NULL argument");
-	itn__lock(s);
-	if (!s->active)
-		itn__die("itn_invalidate_end: no invalidation in flight "
-			 "(end without a successful start?)");
-	itn__invalidate_end_locked(s);
-	itn__unlock(s);
+	end_one(s);
 }

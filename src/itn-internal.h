@@ -141,12 +141,20 @@ struct itn__counters {
 
 /**
  * struct itn_space - one watched address space.
- * @lock: the space lock ("L"): serialises every change of @seq, @active,
- *	the trees and the deferred list.  Never held while a callback runs.
+ * @lock: the space lock ("L"): serialises every change of @seq, the
+ *	trees and the deferred list, and every change of @st that crosses
+ *	Idle/Partial/Full.  Never held while a callback runs.
  * @cv: waiters for the end of a period (CLOCK_MONOTONIC), bound to @lock.
  * @seq: the global seq: even outside periods, odd during one.  Written
  *	under @lock with release stores; read lockless by itn_read_begin().
- * @active: invalidations started and not ended (@lock).
+ * @st: the state word: ITN_ST_ODD mirrors the parity of @seq,
+ *	ITN_ST_BUSY is held by a @lock holder while it changes @seq, the
+ *	physical tree or the Idle/Partial/Full state, and the bits from
+ *	ITN_ST_ONE up count the active invalidations.  Lock-free fast paths
+ *	change only the count, with one CAS, and only while BUSY is clear
+ *	(see invalidate.c).
+ * @fast: lock-free invalidation fast paths enabled (tests turn them off
+ *	to run the locked paths alone).
  * @phys: the physical tree (@lock; frozen while @seq is odd).
  * @logi: the logical index (@lock for writers; RCU readers).
  * @deferred: pending tree changes in call order (@lock).
@@ -161,7 +169,8 @@ struct itn_space {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	_Atomic uint64_t seq;
-	uint64_t active;
+	_Atomic uint64_t st;
+	bool fast;
 	struct itn_tree phys;
 	struct itn_tree logi;
 	struct cds_list_head deferred;
@@ -208,6 +217,50 @@ static inline void itn__unlock(struct itn_space *s)
 	pthread_mutex_unlock(&s->lock);
 }
 
+#define ITN_ST_ODD ((uint64_t)1)
+#define ITN_ST_BUSY ((uint64_t)2)
+#define ITN_ST_ONE ((uint64_t)4)
+
+static inline uint64_t itn__st_active(uint64_t st)
+{
+	return st / ITN_ST_ONE;
+}
+
+/*
+ * itn__busy_begin() - take BUSY (space lock held): no fast path changes
+ * the state word until itn__busy_end().  Only lock holders set BUSY, so
+ * this only races with fast-path CASes, which fail while it is set.
+ * Returns the state word as of taking BUSY (without BUSY).  The acquire
+ * pairs with the release CASes of fast paths.
+ */
+static inline uint64_t itn__busy_begin(struct itn_space *s)
+{
+	uint64_t st = atomic_load_explicit(&s->st, memory_order_relaxed);
+
+	while (!atomic_compare_exchange_weak_explicit(
+		&s->st, &st, st | ITN_ST_BUSY, memory_order_acq_rel,
+		memory_order_relaxed))
+		;
+	return st;
+}
+
+/*
+ * itn__busy_end() - store the new state word @st (without BUSY).  The
+ * release pairs with the acquire CASes of fast paths: one that sees the
+ * new word sees the trees and the seq as this lock holder left them.
+ */
+static inline void itn__busy_end(struct itn_space *s, uint64_t st)
+{
+	atomic_store_explicit(&s->st, st & ~ITN_ST_BUSY, memory_order_release);
+}
+
+/* Active invalidations (any context; a snapshot). */
+static inline uint64_t itn__active(const struct itn_space *s)
+{
+	return itn__st_active(
+		atomic_load_explicit(&s->st, memory_order_relaxed));
+}
+
 static inline uint64_t itn__seq(const struct itn_space *s)
 {
 	return atomic_load_explicit(&s->seq, memory_order_relaxed);
@@ -237,8 +290,13 @@ void itn__logi_remove(struct itn_space *s, struct itn__sub *sub);
 /* Apply the deferred list in call order (last end of a period, lock held). */
 void itn__apply_deferred(struct itn_space *s);
 
-/* End one invalidation (space lock held): the last one ends the period. */
-void itn__invalidate_end_locked(struct itn_space *s);
+/*
+ * itn__end_period_locked() - the last invalidation of a period ends
+ * (space lock and BUSY held, @st is the word without BUSY and with the
+ * count already zero): apply the deferred list, make the seq even, wake
+ * the waiters.  Returns the new state word.
+ */
+uint64_t itn__end_period_locked(struct itn_space *s, uint64_t st);
 
 /* Drop a reference of a release() subscription (any context). */
 void itn__sub_put(struct itn__sub *sub);
@@ -250,5 +308,11 @@ void itn__sub_put(struct itn__sub *sub);
  * is odd.
  */
 int itn__space_set_seq(struct itn_space *s, uint64_t seq);
+
+/*
+ * Test-only hook: enable or disable the lock-free invalidation fast paths
+ * of an idle space (differential tests run both).  Returns 0 or -EBUSY.
+ */
+int itn__space_set_fast(struct itn_space *s, bool fast);
 
 #endif /* ITN_INTERNAL_H */

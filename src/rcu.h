@@ -66,6 +66,14 @@ static inline void itn__rcu_callback_enter(struct rcu_head *head)
 	itn__tsan_acquire(&itn__gp_token);
 }
 
+/* Wait for every read section begun before (never inside one, never
+ * holding the space lock: find takes it inside read sections). */
+static inline void itn__rcu_synchronize(void)
+{
+	urcu_bp_synchronize_rcu();
+	itn__tsan_acquire(&itn__gp_token);
+}
+
 static inline void itn__rcu_barrier(void)
 {
 	urcu_bp_barrier();

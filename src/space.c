@@ -72,6 +72,8 @@ ITN_EXPORT struct itn_space *itn_space_new(void)
 		goto fail_mutex;
 
 	atomic_init(&s->seq, 2);
+	atomic_init(&s->st, 0);
+	s->fast = true;
 	itn__tree_init(&s->phys);
 	itn__tree_init(&s->logi);
 	CDS_INIT_LIST_HEAD(&s->deferred);
@@ -128,7 +130,7 @@ ITN_EXPORT int itn_space_free(struct itn_space *s)
 	if (!s)
 		return -EINVAL;
 	itn__lock(s);
-	busy = s->active || s->subs || !cds_list_empty(&s->deferred) ||
+	busy = itn__active(s) || s->subs || !cds_list_empty(&s->deferred) ||
 	       !itn__tree_empty(&s->phys) || !itn__tree_empty(&s->logi) ||
 	       atomic_load_explicit(&s->objs, memory_order_acquire);
 	itn__unlock(s);
@@ -171,12 +173,25 @@ int itn__space_set_seq(struct itn_space *s, uint64_t seq)
 	if (seq & 1)
 		return -EINVAL;
 	itn__lock(s);
-	if (s->active || s->subs || !itn__tree_empty(&s->phys) ||
+	if (itn__active(s) || s->subs || !itn__tree_empty(&s->phys) ||
 	    !cds_list_empty(&s->deferred) ||
 	    atomic_load_explicit(&s->objs, memory_order_relaxed))
 		err = -EBUSY;
 	else
 		itn__set_global_seq(s, seq);
+	itn__unlock(s);
+	return err;
+}
+
+int itn__space_set_fast(struct itn_space *s, bool fast)
+{
+	int err = 0;
+
+	itn__lock(s);
+	if (itn__active(s))
+		err = -EBUSY;
+	else
+		s->fast = fast;
 	itn__unlock(s);
 	return err;
 }

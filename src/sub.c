@@ -123,7 +123,7 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 {
 	struct itn__sub *sub = itn__sub(psub);
 	uint32_t old;
-	uint64_t last, seq;
+	uint64_t last, seq, st;
 	int err;
 
 	if (!psub || !s || !ops || !ops->invalidate)
@@ -160,8 +160,9 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 			      memory_order_relaxed);
 	sub->pending = ITN_PENDING_NONE;
 
+	st = itn__busy_begin(s);
 	seq = itn__seq(s);
-	if (!s->active) {
+	if (!itn__st_active(st)) {
 		/* Idle: seq is even; global - 1 is odd and not current. */
 		itn__phys_insert(s, sub);
 		itn__sub_set_seq(sub, seq - 1);
@@ -169,6 +170,7 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 		/* Partial: running invalidations may cover the range without
 		 * knowing it: open a period so read_begin waits for them. */
 		itn__set_global_seq(s, seq | 1);
+		st |= ITN_ST_ODD;
 		itn__phys_insert(s, sub);
 		itn__sub_set_seq(sub, seq | 1);
 	} else {
@@ -177,6 +179,7 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 		itn__sub_set_seq(sub, seq);
 		itn__count(s, deferred_inserts);
 	}
+	itn__busy_end(s, st);
 	if (ops->release)
 		itn__logi_insert(s, sub);
 	s->subs++;
@@ -188,16 +191,26 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 }
 
 /*
- * Take a live subscription out of both indexes (lock held).  Returns true
- * if it stays in the physical tree until the end of the current period.
+ * How a live subscription left the physical tree (unsubscribe_locked).
  */
-static bool unsubscribe_locked(struct itn_space *s, struct itn__sub *sub)
+enum unsub {
+	UNSUB_GONE,	/* it was never in it (deferred insert) */
+	UNSUB_IDLE,	/* removed, and no invalidation is counted */
+	UNSUB_PARTIAL,	/* removed while lockless walkers may hold it */
+	UNSUB_DEFERRED, /* stays until the end of the running period */
+};
+
+/* Take a live subscription out of both indexes (lock held). */
+static enum unsub unsubscribe_locked(struct itn_space *s,
+				     struct itn__sub *sub)
 {
-	bool wait = false;
+	enum unsub how = UNSUB_GONE;
+	uint64_t st;
 
 	if (sub->ops->release)
 		itn__logi_remove(s, sub);
 	s->subs--;
+	st = itn__busy_begin(s);
 	switch ((enum itn__pending)sub->pending) {
 	case ITN_PENDING_INSERT:
 		/* Never reached the tree: no callback ever runs. */
@@ -207,21 +220,23 @@ static bool unsubscribe_locked(struct itn_space *s, struct itn__sub *sub)
 	case ITN_PENDING_UPDATE:
 		sub->pending = ITN_PENDING_REMOVE;
 		itn__count(s, deferred_removes);
-		wait = true;
+		how = UNSUB_DEFERRED;
 		break;
 	case ITN_PENDING_NONE:
-		if (itn__seq(s) & 1) {
+		if (st & ITN_ST_ODD) {
 			defer(s, sub, ITN_PENDING_REMOVE);
 			itn__count(s, deferred_removes);
-			wait = true;
+			how = UNSUB_DEFERRED;
 		} else {
 			itn__phys_remove(s, sub);
+			how = itn__st_active(st) ? UNSUB_PARTIAL : UNSUB_IDLE;
 		}
 		break;
 	case ITN_PENDING_REMOVE:
 		itn__die("removing a subscription twice");
 	}
-	return wait;
+	itn__busy_end(s, st);
+	return how;
 }
 
 /* Validate and lock for remove/update: returns the locked space or NULL. */
@@ -246,7 +261,8 @@ ITN_EXPORT int itn_sub_remove(struct itn_sub *psub)
 {
 	struct itn__sub *sub = itn__sub(psub);
 	struct itn_space *s;
-	bool release, wait;
+	enum unsub how;
+	bool release;
 	uint64_t seq;
 
 	if (!psub)
@@ -266,12 +282,13 @@ ITN_EXPORT int itn_sub_remove(struct itn_sub *psub)
 			      release ? ITN_SUB_ZOMBIE : ITN_SUB_REMOVING,
 			      memory_order_release);
 	seq = itn__seq(s);
-	wait = unsubscribe_locked(s, sub);
-	if (wait) {
+	how = unsubscribe_locked(s, sub);
+	if (how == UNSUB_DEFERRED) {
 		/*
 		 * The period that may call us ends with the deferred list
 		 * applied and seq advanced in one locked section: once seq
 		 * moved, the subscription is out of the tree (v5.18 fix).
+		 * Its end also drops the registration reference.
 		 */
 		itn__count(s, remove_waits);
 		while (itn__seq(s) == seq)
@@ -285,6 +302,14 @@ ITN_EXPORT int itn_sub_remove(struct itn_sub *psub)
 				      memory_order_release);
 	}
 	itn__unlock(s);
+	/*
+	 * Invalidations counted while we removed it may be searching the
+	 * tree lockless and hold its node: the caller may free it once we
+	 * return, so wait for their read sections.  (Subscriptions with
+	 * release() are freed after a grace period anyway.)
+	 */
+	if (how == UNSUB_PARTIAL && !release)
+		itn__rcu_synchronize();
 	return 0;
 }
 
@@ -303,7 +328,7 @@ ITN_EXPORT int itn_sub_remove_deferred(struct itn_sub *psub)
 		return -EINVAL;
 	}
 	atomic_store_explicit(&sub->state, ITN_SUB_ZOMBIE, memory_order_release);
-	if (!unsubscribe_locked(s, sub))
+	if (unsubscribe_locked(s, sub) != UNSUB_DEFERRED)
 		itn__sub_put(sub);
 	/* else the end of the period drops the registration reference */
 	itn__unlock(s);
@@ -315,7 +340,7 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 {
 	struct itn__sub *sub = itn__sub(psub);
 	struct itn_space *s;
-	uint64_t last, seq;
+	uint64_t last, seq, st;
 	int err;
 
 	if (!psub)
@@ -333,6 +358,7 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	if (sub->ops->release)
 		itn__logi_insert(s, sub);
 
+	st = itn__busy_begin(s);
 	seq = itn__seq(s);
 	switch ((enum itn__pending)sub->pending) {
 	case ITN_PENDING_INSERT:
@@ -347,9 +373,11 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 			defer(s, sub, ITN_PENDING_UPDATE);
 			itn__sub_set_seq(sub, seq);
 			itn__count(s, deferred_updates);
-		} else if (s->active) {
-			/* Partial: like an insert in Partial. */
+		} else if (itn__st_active(st)) {
+			/* Partial: like an insert in Partial.  The node stays
+			 * valid memory, so lockless walkers need no wait. */
 			itn__set_global_seq(s, seq | 1);
+			st |= ITN_ST_ODD;
 			itn__phys_remove(s, sub);
 			itn__phys_insert(s, sub);
 			itn__sub_set_seq(sub, seq | 1);
@@ -370,6 +398,7 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	case ITN_PENDING_REMOVE:
 		itn__die("updating a removed subscription");
 	}
+	itn__busy_end(s, st);
 	itn__unlock(s);
 	return 0;
 }
