@@ -155,16 +155,25 @@ static struct itn_tnode *start_locked(struct itn_space *s,
 	return n;
 }
 
-ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
-				    const struct itn_range *r)
+/* Push/pop the record of callbacks running on this thread. */
+static inline void frame_push(struct itn__cb_frame *f, struct itn_space *s)
+{
+	f->space = s;
+	f->next = itn__cb_top;
+	itn__cb_top = f;
+}
+
+static inline void frame_pop(struct itn__cb_frame *f)
+{
+	itn__cb_top = f->next;
+}
+
+/* The interval part of a start: 0, or -EAGAIN after ending it. */
+static int start_intervals(struct itn_space *s, const struct itn_range *r)
 {
 	struct itn__cb_frame frame;
 	struct itn_tnode *n;
 	uint64_t cur_seq, st;
-
-	if (!s || !r || r->start > r->last)
-		return -EINVAL;
-	itn__count(s, invalidations);
 
 	if (!count_in_fast(s, &st)) {
 		n = start_locked(s, r, false, &cur_seq);
@@ -186,9 +195,7 @@ ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
 	 * frozen under this walk: no lock is needed, and callbacks may call
 	 * back into the library (insert, update, find...).
 	 */
-	frame.space = s;
-	frame.next = itn__cb_top;
-	itn__cb_top = &frame;
+	frame_push(&frame, s);
 	for (; n; n = itn__tree_iter_next(n, r->start, r->last)) {
 		struct itn__sub *sub = itn_container_of(n, struct itn__sub, phys);
 
@@ -200,19 +207,66 @@ ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
 			continue;
 		}
 		/* Non-blocking and refused: stop, end it ourselves. */
-		itn__cb_top = frame.next;
-		itn__count(s, nonblock_failures);
+		frame_pop(&frame);
 		end_one(s);
 		return -EAGAIN;
 	}
-	itn__cb_top = frame.next;
+	frame_pop(&frame);
 	return 0;
+}
+
+ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
+				    const struct itn_range *r)
+{
+	struct itn__cb_frame frame;
+	int err;
+
+	if (!s || !r || r->start > r->last)
+		return -EINVAL;
+	itn__count(s, invalidations);
+	err = start_intervals(s, r);
+	if (!err && itn__has_classic(s)) {
+		frame_push(&frame, s);
+		err = itn__classic_start(s, r);
+		frame_pop(&frame);
+		if (err) {
+			/* The classic ends ran; end the interval part too,
+			 * which the kernel forgets (SEMANTICS.md §4). */
+			end_one(s);
+			err = -EAGAIN;
+		}
+	}
+	if (err)
+		itn__count(s, nonblock_failures);
+	return err;
 }
 
 ITN_EXPORT void itn_invalidate_end(struct itn_space *s,
 				   const struct itn_range *r)
 {
+	struct itn__cb_frame frame;
+
 	if (!s || !r)
 		itn__die("itn_invalidate_end: NULL argument");
 	end_one(s);
+	if (itn__has_classic(s)) {
+		frame_push(&frame, s);
+		itn__classic_end(s, r);
+		frame_pop(&frame);
+	}
+}
+
+void itn__release_intervals(struct itn_space *s)
+{
+	static const struct itn_range all = {
+		.start = 0,
+		.last = UINT64_MAX,
+		.event = ITN_EVENT_RELEASE,
+		.flags = ITN_RANGE_BLOCKABLE,
+		.owner = NULL,
+	};
+
+	itn__count(s, invalidations);
+	if (!start_intervals(s, &all)) /* blockable: cannot fail */
+		end_one(s);
 }

@@ -122,6 +122,44 @@ static inline struct itn_sub *itn__pub(struct itn__sub *sub)
 	return (struct itn_sub *)(void *)sub;
 }
 
+/* Classic notifier states (itn__notifier.state). */
+enum itn__notifier_state {
+	ITN_NOTIFIER_UNREG = 0,		    /* zero-initialised */
+	ITN_NOTIFIER_LIVE = 0x4e4c5645,	    /* on the space's list */
+	ITN_NOTIFIER_RELEASED = 0x4e52454c, /* unlinked by space teardown */
+	ITN_NOTIFIER_GOING = 0x4e474f4e,    /* being unregistered or freed */
+	ITN_NOTIFIER_DONE = 0x4e444f4e,	    /* unregistered: reusable */
+};
+
+/**
+ * struct itn__notifier - the real layout behind struct itn_notifier.
+ * @next: next in the space's classic list (newest first; changed under
+ *	the space lock, read under RCU).
+ * @ops: callbacks.
+ * @space: the space.
+ * @rcu: free_notifier() is queued with it.
+ * @users: itn_notifier_get() users (space lock); 0 if registered directly.
+ * @state: enum itn__notifier_state.
+ * @released: ops->release has been called (once).
+ */
+struct itn__notifier {
+	_Atomic(struct itn__notifier *) next;
+	const struct itn_notifier_ops *ops;
+	_Atomic(struct itn_space *) space;
+	struct rcu_head rcu;
+	uint32_t users;
+	_Atomic uint32_t state;
+	atomic_bool released;
+};
+
+_Static_assert(sizeof(struct itn__notifier) <= sizeof(struct itn_notifier),
+	       "struct itn_notifier is too small for the library's layout");
+
+static inline struct itn__notifier *itn__notifier(struct itn_notifier *n)
+{
+	return (struct itn__notifier *)(void *)n;
+}
+
 /* Counters; relaxed atomics so that lockless paths may bump them too. */
 struct itn__counters {
 	_Atomic uint64_t invalidations;
@@ -163,6 +201,8 @@ struct itn__counters {
  * @objs: subscriptions that still reference the space: inserted and not
  *	yet removed (no release) or released (release).
  * @released: itn_space_release() was called (@lock).
+ * @notifiers: classic notifiers, newest first (@lock; RCU readers).
+ * @nnotifiers: how many (a lockless hint for the invalidation paths).
  * @stats: counters.
  */
 struct itn_space {
@@ -178,6 +218,8 @@ struct itn_space {
 	uint64_t subs;
 	_Atomic uint64_t objs;
 	bool released;
+	_Atomic(struct itn__notifier *) notifiers;
+	_Atomic uint64_t nnotifiers;
 	struct itn__counters stats;
 };
 
@@ -297,6 +339,23 @@ void itn__apply_deferred(struct itn_space *s);
  * the waiters.  Returns the new state word.
  */
 uint64_t itn__end_period_locked(struct itn_space *s, uint64_t st);
+
+/*
+ * Classic notifier dispatch (notifier.c), called by invalidate.c with the
+ * callback frame pushed.  itn__classic_start() returns 0 or the first
+ * error of a non-blockable start, after calling every invalidate_end.
+ */
+int itn__classic_start(struct itn_space *s, const struct itn_range *r);
+void itn__classic_end(struct itn_space *s, const struct itn_range *r);
+void itn__classic_release(struct itn_space *s);
+
+/* The RELEASE invalidation of [0, UINT64_MAX], interval part only. */
+void itn__release_intervals(struct itn_space *s);
+
+static inline bool itn__has_classic(const struct itn_space *s)
+{
+	return atomic_load_explicit(&s->nnotifiers, memory_order_acquire);
+}
 
 /* Drop a reference of a release() subscription (any context). */
 void itn__sub_put(struct itn__sub *sub);

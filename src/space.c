@@ -78,6 +78,8 @@ ITN_EXPORT struct itn_space *itn_space_new(void)
 	itn__tree_init(&s->logi);
 	CDS_INIT_LIST_HEAD(&s->deferred);
 	atomic_init(&s->objs, 0);
+	atomic_init(&s->notifiers, NULL);
+	atomic_init(&s->nnotifiers, 0);
 
 	/*
 	 * Create the call_rcu worker now rather than at the first release:
@@ -97,17 +99,10 @@ fail_free:
 
 ITN_EXPORT int itn_space_release(struct itn_space *s)
 {
-	struct itn_range all = {
-		.start = 0,
-		.last = UINT64_MAX,
-		.event = ITN_EVENT_RELEASE,
-		.flags = ITN_RANGE_BLOCKABLE,
-		.owner = NULL,
-	};
-	int err;
-
 	if (!s)
 		return -EINVAL;
+	if (itn__in_callback(s))
+		return -EDEADLK; /* the classic part waits for a grace period */
 	itn__lock(s);
 	if (s->released) {
 		itn__unlock(s);
@@ -116,11 +111,10 @@ ITN_EXPORT int itn_space_release(struct itn_space *s)
 	s->released = true;
 	itn__unlock(s);
 
-	/* Blockable: cannot fail, and end is always paired. */
-	err = itn_invalidate_start(s, &all);
-	if (!err)
-		itn_invalidate_end(s, &all);
-	return err;
+	/* The kernel's order: interval subscriptions, then classic. */
+	itn__release_intervals(s);
+	itn__classic_release(s);
+	return 0;
 }
 
 ITN_EXPORT int itn_space_free(struct itn_space *s)
@@ -130,7 +124,7 @@ ITN_EXPORT int itn_space_free(struct itn_space *s)
 	if (!s)
 		return -EINVAL;
 	itn__lock(s);
-	busy = itn__active(s) || s->subs || !cds_list_empty(&s->deferred) ||
+	busy = itn__active(s) || s->subs || itn__has_classic(s) || !cds_list_empty(&s->deferred) ||
 	       !itn__tree_empty(&s->phys) || !itn__tree_empty(&s->logi) ||
 	       atomic_load_explicit(&s->objs, memory_order_acquire);
 	itn__unlock(s);

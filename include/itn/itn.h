@@ -164,11 +164,15 @@ struct itn_space *itn_space_new(void);
  * @s: the space.
  *
  * Runs one blockable invalidation of [0, UINT64_MAX] with event
- * ITN_EVENT_RELEASE over every subscription.  Subscriptions stay registered
- * (remove them afterwards); later inserts fail with -ESHUTDOWN.
+ * ITN_EVENT_RELEASE over every interval subscription, then calls the
+ * release op of every classic notifier, unlinks them and waits for a grace
+ * period (the kernel's mm teardown).  Subscriptions stay registered (remove
+ * them afterwards; unregistering a released classic notifier does not call
+ * release again); later inserts and registrations fail with -ESHUTDOWN.
  *
- * Context: sleeps if callbacks sleep; any thread, not from a callback.
- * Return: 0; -EINVAL if @s is NULL; -EALREADY on a second call.
+ * Context: sleeps; any thread, not from a callback of @s.
+ * Return: 0; -EINVAL if @s is NULL; -EALREADY on a second call; -EDEADLK
+ * from a callback of @s (nothing is done).
  */
 int itn_space_release(struct itn_space *s);
 
@@ -178,7 +182,8 @@ int itn_space_release(struct itn_space *s);
  *
  * Context: any thread that no longer uses @s; never sleeps.
  * Return: 0; -EINVAL if @s is NULL; -EBUSY while any subscription is
- * present (logically, or pending removal, or awaiting its release()) or an
+ * present (logically, or pending removal, or awaiting its release()), a
+ * classic notifier is registered or awaiting free_notifier(), or an
  * invalidation is in flight (nothing is freed then).
  */
 int itn_space_free(struct itn_space *s);
@@ -459,7 +464,8 @@ void itn_sub_put(struct itn_sub *sub);
 /**
  * itn_synchronize() - Wait for every queued release().
  *
- * Returns once every release() callback queued before the call has run,
+ * Returns once every release() and free_notifier() callback queued before
+ * the call has run,
  * e.g. before unloading the code of release() or checking for leaks.
  * Calling it from an invalidate or release callback is a programming error
  * (it would wait for itself): the library aborts with a message.
@@ -468,6 +474,153 @@ void itn_sub_put(struct itn_sub *sub);
  * Return: nothing.
  */
 void itn_synchronize(void);
+
+/*
+ * Classic notifiers: the kernel's list-based struct mmu_notifier, for
+ * subscribers that want every invalidation of the space (no range
+ * filtering) and the page-aging and teardown hooks.  Dispatch follows the
+ * kernel: interval subscriptions first on start, end and release; classic
+ * notifiers newest first.
+ */
+
+/**
+ * struct itn_notifier - a classic notifier, embedded in caller memory.
+ *
+ * Private to the library; zero-initialise before itn_notifier_register().
+ */
+struct itn_notifier {
+	/* private: */
+	uint64_t itn_private_[8];
+};
+
+/**
+ * struct itn_notifier_ops - classic notifier callbacks (all optional).
+ * @release: the space is torn down (itn_space_release()), or the notifier
+ *	is unregistered before that; called once.
+ * @clear_flush_young: age [start, last]; return nonzero if it was young.
+ * @clear_young: as @clear_flush_young, without a flush.
+ * @test_young: return nonzero if @address is young.
+ * @invalidate_start: [r->start, r->last] will change.  Return 0, or
+ *	-EAGAIN only when @r is not blockable and it would have to sleep.
+ * @invalidate_end: the change is done; paired with every start, also when
+ *	another notifier's start failed.
+ * @alloc_notifier: allocate a notifier for itn_notifier_get().
+ * @free_notifier: free one after its last itn_notifier_put() and a grace
+ *	period (on a library thread).
+ *
+ * Callbacks run with no library lock held, inside an RCU read-side section
+ * of the library: they may sleep (blockable ranges) but must not call
+ * itn_notifier_unregister(), itn_synchronize(), itn_sub_remove() or
+ * itn_read_begin() on the same space.
+ */
+struct itn_notifier_ops {
+	void (*release)(struct itn_notifier *n, struct itn_space *s);
+	int (*clear_flush_young)(struct itn_notifier *n, struct itn_space *s,
+				 uint64_t start, uint64_t last);
+	int (*clear_young)(struct itn_notifier *n, struct itn_space *s,
+			   uint64_t start, uint64_t last);
+	int (*test_young)(struct itn_notifier *n, struct itn_space *s,
+			  uint64_t address);
+	int (*invalidate_start)(struct itn_notifier *n,
+				const struct itn_range *r);
+	void (*invalidate_end)(struct itn_notifier *n,
+			       const struct itn_range *r);
+	struct itn_notifier *(*alloc_notifier)(struct itn_space *s);
+	void (*free_notifier)(struct itn_notifier *n);
+};
+
+/**
+ * itn_notifier_register() - Add a classic notifier to a space.
+ * @n: zero-initialised (or unregistered) notifier.
+ * @s: the space.
+ * @ops: its callbacks.
+ *
+ * Invalidations that start after it returns call it.
+ *
+ * Context: never sleeps; any thread, not from a callback of @s.
+ * Return: 0; -EINVAL (NULL argument); -EBUSY (already registered);
+ * -ESHUTDOWN (space released); -EDEADLK (from a callback of @s).
+ */
+int itn_notifier_register(struct itn_notifier *n, struct itn_space *s,
+			  const struct itn_notifier_ops *ops);
+
+/**
+ * itn_notifier_unregister() - Remove a classic notifier and wait for it.
+ * @n: a registered notifier.
+ * @s: its space.
+ *
+ * Calls ops->release unless the space's teardown already did, unlinks the
+ * notifier, and waits for an RCU grace period: when it returns no callback
+ * of @n runs, and the caller may free it.  Not for notifiers obtained with
+ * itn_notifier_get() (use itn_notifier_put()).
+ *
+ * Context: sleeps; not from any libitn callback.
+ * Return: 0; -EINVAL (NULL, or @n belongs to another space, or it came from
+ * itn_notifier_get()); -ENOENT (not registered); -EDEADLK (from a callback
+ * of @s).
+ */
+int itn_notifier_unregister(struct itn_notifier *n, struct itn_space *s);
+
+/**
+ * itn_notifier_get() - The notifier of @ops on @s, shared and counted.
+ * @ops: callbacks with alloc_notifier and free_notifier.
+ * @s: the space.
+ *
+ * Returns the registered notifier with these ops, with one more user, or
+ * allocates one with ops->alloc_notifier and registers it.
+ *
+ * Context: may sleep in alloc_notifier; not from a callback of @s.
+ * Return: the notifier, or NULL with errno EINVAL (NULL argument, ops lack
+ * alloc_notifier or free_notifier), ENOMEM (alloc_notifier returned
+ * NULL), ESHUTDOWN (space released), EDEADLK (from a callback of @s).
+ */
+struct itn_notifier *itn_notifier_get(const struct itn_notifier_ops *ops,
+				      struct itn_space *s);
+
+/**
+ * itn_notifier_put() - Drop a user of a notifier from itn_notifier_get().
+ * @n: the notifier.
+ *
+ * The last put unlinks it and queues ops->free_notifier behind an RCU
+ * grace period (itn_synchronize() waits for it).
+ *
+ * Context: never sleeps; any thread, also callbacks (not release).
+ * Return: nothing.
+ */
+void itn_notifier_put(struct itn_notifier *n);
+
+/**
+ * itn_clear_flush_young() - Ask every classic notifier to age a range.
+ * @s: the space.
+ * @start: first address.
+ * @last: last address, inclusive.
+ *
+ * Context: never sleeps itself; callbacks run under RCU.
+ * Return: nonzero if any notifier reported the range young; -EINVAL for
+ * a NULL space or start > last.
+ */
+int itn_clear_flush_young(struct itn_space *s, uint64_t start, uint64_t last);
+
+/**
+ * itn_clear_young() - As itn_clear_flush_young(), without a flush.
+ * @s: the space.
+ * @start: first address.
+ * @last: last address, inclusive.
+ *
+ * Context: as itn_clear_flush_young().
+ * Return: as itn_clear_flush_young().
+ */
+int itn_clear_young(struct itn_space *s, uint64_t start, uint64_t last);
+
+/**
+ * itn_test_young() - Is @address young for any classic notifier?
+ * @s: the space.
+ * @address: the address.
+ *
+ * Context: as itn_clear_flush_young().
+ * Return: nonzero if young, 0 if not, -EINVAL for a NULL space.
+ */
+int itn_test_young(struct itn_space *s, uint64_t address);
 
 #ifdef __cplusplus
 }
