@@ -57,6 +57,10 @@ static void release_cb(struct rcu_head *head)
 
 	itn__rcu_callback_enter(head);
 	s = atomic_load_explicit(&sub->space, memory_order_relaxed);
+	/* The memory is the caller's again: it may be inserted anew
+	 * (itn_sub_insert() refuses it with -EBUSY only until now). */
+	atomic_store_explicit(&sub->state, ITN_SUB_REMOVED,
+			      memory_order_relaxed);
 	itn__in_release = true;
 	sub->ops->release(itn__pub(sub)); /* frees sub */
 	itn__in_release = false;
@@ -243,9 +247,14 @@ ITN_EXPORT struct itn_sub *itn_find_next(struct itn_space *s,
 	/* Where prev was when this thread got it, else where it is now
 	 * (the caller's reference keeps its memory). */
 	after = key_of(&prev->logi);
-	for (i = 0; i < ITN_KEY_CACHE; i++) {
-		if (key_cache[i].sub == prev) {
-			after = key_cache[i].key;
+	/* Newest first: an older entry for the same address may be stale
+	 * (a result put on another thread whose memory was reused since). */
+	for (i = 1; i <= ITN_KEY_CACHE; i++) {
+		unsigned int k = (key_cache_next + ITN_KEY_CACHE - i) %
+				 ITN_KEY_CACHE;
+
+		if (key_cache[k].sub == prev) {
+			after = key_cache[k].key;
 			break;
 		}
 	}
