@@ -31,16 +31,49 @@ char itn__gp_token;
 _Thread_local bool itn__in_release __attribute__((tls_model("initial-exec")));
 
 /*
- * The key each recent result had when it was returned to this thread:
- * itn_find_next() continues from there even if the previous result was
- * updated (moved) since, so a walk neither skips nor repeats others.
+ * Where each result still referenced by this thread was when it was
+ * returned: itn_find_next() continues from there even if the previous
+ * result was updated (moved) since, so a walk neither skips nor repeats
+ * others.  An entry is dropped when this thread puts the reference, so the
+ * slots hold only references in use; @gen tells a reused address (a new
+ * insert) from the subscription the entry was made for.
  */
-#define ITN_KEY_CACHE 4
+#define ITN_KEY_CACHE 8
 static _Thread_local struct {
 	const struct itn__sub *sub;
+	uint64_t gen;
 	struct itn_tkey key;
 } key_cache[ITN_KEY_CACHE];
 static _Thread_local unsigned int key_cache_next;
+
+static void key_cache_record(const struct itn__sub *sub,
+			     const struct itn_tkey *key)
+{
+	unsigned int i, slot = ITN_KEY_CACHE;
+
+	for (i = 0; i < ITN_KEY_CACHE; i++) {
+		if (key_cache[i].sub == sub) {
+			slot = i;
+			break;
+		}
+		if (!key_cache[i].sub && slot == ITN_KEY_CACHE)
+			slot = i;
+	}
+	if (slot == ITN_KEY_CACHE) { /* more references than slots */
+		slot = key_cache_next;
+		key_cache_next = (key_cache_next + 1) % ITN_KEY_CACHE;
+	}
+	key_cache[slot].sub = sub;
+	key_cache[slot].gen = sub->gen;
+	key_cache[slot].key = *key;
+}
+
+static void key_cache_forget(const struct itn__sub *sub)
+{
+	for (unsigned int i = 0; i < ITN_KEY_CACHE; i++)
+		if (key_cache[i].sub == sub)
+			key_cache[i].sub = NULL;
+}
 
 #define LOGI_ORDER_OFF \
 	(offsetof(struct itn__sub, order) - offsetof(struct itn__sub, logi))
@@ -113,9 +146,7 @@ ITN_EXPORT void itn_sub_put(struct itn_sub *psub)
 		return;
 	/* Our walk is over with this one: forget its key (the memory may be
 	 * reused once released). */
-	for (unsigned int i = 0; i < ITN_KEY_CACHE; i++)
-		if (key_cache[i].sub == sub)
-			key_cache[i].sub = NULL;
+	key_cache_forget(sub);
 	itn__sub_put(sub);
 }
 
@@ -213,9 +244,7 @@ static struct itn_sub *find_after(struct itn_space *s,
 		errno = ENOENT;
 		return NULL;
 	}
-	key_cache[key_cache_next].sub = sub;
-	key_cache[key_cache_next].key = key;
-	key_cache_next = (key_cache_next + 1) % ITN_KEY_CACHE;
+	key_cache_record(sub, &key);
 	return itn__pub(sub);
 }
 
@@ -247,14 +276,9 @@ ITN_EXPORT struct itn_sub *itn_find_next(struct itn_space *s,
 	/* Where prev was when this thread got it, else where it is now
 	 * (the caller's reference keeps its memory). */
 	after = key_of(&prev->logi);
-	/* Newest first: an older entry for the same address may be stale
-	 * (a result put on another thread whose memory was reused since). */
-	for (i = 1; i <= ITN_KEY_CACHE; i++) {
-		unsigned int k = (key_cache_next + ITN_KEY_CACHE - i) %
-				 ITN_KEY_CACHE;
-
-		if (key_cache[k].sub == prev) {
-			after = key_cache[k].key;
+	for (i = 0; i < ITN_KEY_CACHE; i++) {
+		if (key_cache[i].sub == prev && key_cache[i].gen == prev->gen) {
+			after = key_cache[i].key;
 			break;
 		}
 	}

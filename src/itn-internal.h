@@ -85,6 +85,8 @@ enum itn__pending {
  * @rcu: release() is queued with it once @refs reached zero (the sub is
  *	then on no list, so it can share storage with @deferred).
  * @pending: enum itn__pending (space lock).
+ * @gen: the order taken by the insert: tells this insertion of the memory
+ *	from earlier ones (find.c's walk positions).
  */
 struct itn__sub {
 	struct itn_tnode phys;
@@ -100,6 +102,7 @@ struct itn__sub {
 		struct rcu_head rcu;
 	};
 	uint8_t pending;
+	uint64_t gen;
 };
 
 _Static_assert(sizeof(struct itn__sub) <= sizeof(struct itn_sub),

@@ -154,6 +154,7 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 	itn__tnode_init(&sub->phys);
 	itn__tnode_init(&sub->logi);
 	set_logical(s, sub, start, last);
+	sub->gen = atomic_load_explicit(&sub->order, memory_order_relaxed);
 	atomic_store_explicit(&sub->space, s, memory_order_relaxed);
 	sub->ops = ops;
 	atomic_store_explicit(&sub->refs, ops->release ? 1 : 0,

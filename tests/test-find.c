@@ -939,28 +939,6 @@ static void find_next_after_prev_updated(void **state)
 }
 
 /*
- * Known library limitations, reported in issue 4 item 6: the tests run
- * only with ITN_TEST_KNOWN_BUGS=1 (skipped otherwise, so that the suite
- * stays usable until they are fixed).
- */
-static bool known_bugs(void)
-{
-	const char *e = getenv("ITN_TEST_KNOWN_BUGS");
-
-	return e && e[0] == '1';
-}
-
-#define SKIP_KNOWN_BUG(why)                                                  \
-	do {                                                                 \
-		if (!known_bugs()) {                                         \
-			print_message("known bug, skipped (set "             \
-				      "ITN_TEST_KNOWN_BUGS=1 to run): %s\n", \
-				      why);                                  \
-			skip();                                              \
-		}                                                            \
-	} while (0)
-
-/*
  * Several walks in flight on one thread, advanced in turn, each first
  * result moved meanwhile: every walk still visits its others once.
  */
@@ -1028,7 +1006,6 @@ static void find_next_after_prev_updated_nested_walk(void **state)
 	struct itn_sub *cur;
 
 	(void)state;
-	SKIP_KNOWN_BUG("find_next loses a moved prev after a nested walk");
 	for (int k = 0; k < 4; k++)
 		ins(k, (uint64_t)k * 10, 5, &ops_a); /* outer: 0..30 */
 	for (int k = 4; k < 12; k++)
@@ -1112,7 +1089,6 @@ static void find_next_stale_position_prev_from_get(void **state)
 	pthread_t t;
 
 	(void)state;
-	SKIP_KNOWN_BUG("find_next uses a stale position after reuse");
 	ins(1, 20, 5, &ops_a);
 	p.ref = itn_find(space, NULL, 10, 10);
 	assert_ptr_equal(p.ref, &x->sub);

@@ -90,7 +90,7 @@ struct itn_range {
  */
 struct itn_sub {
 	/* private: */
-	uint64_t itn_private_[20];
+	uint64_t itn_private_[21];
 };
 
 /* Static initialiser of a not-yet-inserted subscription. */
