@@ -117,6 +117,16 @@ ITN_EXPORT int itn_space_release(struct itn_space *s)
 	return 0;
 }
 
+/* Anything present, pending or in flight?  (Space lock held.) */
+static bool space_busy_locked(struct itn_space *s)
+{
+	/* objs: acquire pairs with the release in the release() paths. */
+	return itn__active(s) || s->subs || itn__has_classic(s) ||
+	       !cds_list_empty(&s->deferred) || !itn__tree_empty(&s->phys) ||
+	       !itn__tree_empty(&s->logi) ||
+	       atomic_load_explicit(&s->objs, memory_order_acquire);
+}
+
 ITN_EXPORT int itn_space_free(struct itn_space *s)
 {
 	bool busy;
@@ -124,9 +134,7 @@ ITN_EXPORT int itn_space_free(struct itn_space *s)
 	if (!s)
 		return -EINVAL;
 	itn__lock(s);
-	busy = itn__active(s) || s->subs || itn__has_classic(s) || !cds_list_empty(&s->deferred) ||
-	       !itn__tree_empty(&s->phys) || !itn__tree_empty(&s->logi) ||
-	       atomic_load_explicit(&s->objs, memory_order_acquire);
+	busy = space_busy_locked(s);
 	itn__unlock(s);
 	if (busy)
 		return -EBUSY;
@@ -167,9 +175,7 @@ int itn__space_set_seq(struct itn_space *s, uint64_t seq)
 	if (seq & 1)
 		return -EINVAL;
 	itn__lock(s);
-	if (itn__active(s) || s->subs || !itn__tree_empty(&s->phys) ||
-	    !cds_list_empty(&s->deferred) ||
-	    atomic_load_explicit(&s->objs, memory_order_relaxed))
+	if (space_busy_locked(s))
 		err = -EBUSY;
 	else
 		itn__set_global_seq(s, seq);
