@@ -509,9 +509,11 @@ struct itn_notifier {
  *	period (on a library thread).
  *
  * Callbacks run with no library lock held, inside an RCU read-side section
- * of the library: they may sleep (blockable ranges) but must not call
- * itn_notifier_unregister(), itn_synchronize(), itn_sub_remove() or
- * itn_read_begin() on the same space.
+ * of the library (the kernel uses SRCU): they may sleep (blockable ranges)
+ * but must not wait for a grace period or for the space: no
+ * itn_notifier_unregister(), itn_synchronize(), itn_space_release(), and
+ * no itn_sub_remove() or itn_read_begin() of any space (the same space
+ * gets -EDEADLK or an abort).
  */
 struct itn_notifier_ops {
 	void (*release)(struct itn_notifier *n, struct itn_space *s);
