@@ -99,6 +99,7 @@ static void release_cb(struct rcu_head *head)
 	itn__in_release = false;
 	/* Pairs with the acquire load in itn_space_free(). */
 	atomic_fetch_sub_explicit(&s->objs, 1, memory_order_release);
+	itn__rcu_callback_exit();
 }
 
 void itn__sub_put(struct itn__sub *sub)

@@ -233,6 +233,7 @@ static void free_cb(struct rcu_head *head)
 	n->ops->free_notifier(pub(n)); /* frees n */
 	itn__in_release = false;
 	atomic_fetch_sub_explicit(&s->objs, 1, memory_order_release);
+	itn__rcu_callback_exit();
 }
 
 /* A live notifier of @ops with users (lock held), or NULL. */

@@ -8,10 +8,12 @@
  * entry is reclaimed when the thread exits.  See meson.build for the choice.
  *
  * TSan cannot see liburcu 0.13's grace periods (inline asm and volatile
- * accesses), so the four grace-period edges are annotated on a fake
+ * accesses), so the grace-period edges are annotated on a fake
  * synchronisation object: every read-side unlock releases it and every
- * reclamation (call_rcu callback, barrier) acquires it; call_rcu's hand-off
- * of the rcu_head through its wait-free queue is annotated on the head.
+ * reclamation (call_rcu callback, barrier) acquires it; every callback
+ * releases it when done, for the barrier that waits for it; call_rcu's
+ * hand-off of the rcu_head through its wait-free queue is annotated on the
+ * head.
  * The annotations compile to nothing without TSan.
  */
 #ifndef ITN_RCU_H
@@ -64,6 +66,13 @@ static inline void itn__rcu_callback_enter(struct rcu_head *head)
 {
 	itn__tsan_acquire(head);
 	itn__tsan_acquire(&itn__gp_token);
+}
+
+/* Last statement of every call_rcu callback: what it did happens before
+ * the return of an rcu_barrier() that waited for it. */
+static inline void itn__rcu_callback_exit(void)
+{
+	itn__tsan_release(&itn__gp_token);
 }
 
 /* Wait for every read section begun before (never inside one, never
