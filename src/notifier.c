@@ -110,6 +110,18 @@ static void unlink_locked(struct itn_space *s, struct itn__notifier *n)
 	atomic_fetch_sub_explicit(&s->nnotifiers, 1, memory_order_relaxed);
 }
 
+/* Is @n on the list of @s?  (Lock held.) */
+static bool linked_locked(struct itn_space *s, struct itn__notifier *n)
+{
+	struct itn__notifier *p;
+
+	for (p = atomic_load_explicit(&s->notifiers, memory_order_relaxed); p;
+	     p = atomic_load_explicit(&p->next, memory_order_relaxed))
+		if (p == n)
+			return true;
+	return false;
+}
+
 void itn__classic_release(struct itn_space *s)
 {
 	struct itn__notifier *n;
@@ -125,8 +137,11 @@ void itn__classic_release(struct itn_space *s)
 	while ((n = atomic_load_explicit(&s->notifiers,
 					 memory_order_relaxed))) {
 		unlink_locked(s, n);
-		atomic_store_explicit(&n->state, ITN_NOTIFIER_RELEASED,
-				      memory_order_release);
+		/* One being unregistered stays GOING (no second unregister). */
+		if (atomic_load_explicit(&n->state, memory_order_relaxed) !=
+		    ITN_NOTIFIER_GOING)
+			atomic_store_explicit(&n->state, ITN_NOTIFIER_RELEASED,
+					      memory_order_release);
 	}
 	itn__unlock(s);
 	/* A release still running in a concurrent unregister, and every
@@ -208,10 +223,15 @@ ITN_EXPORT int itn_notifier_unregister(struct itn_notifier *pn,
 			      memory_order_relaxed);
 	itn__unlock(s);
 
-	/* Like the kernel: release unless teardown already called it. */
+	/* Like the kernel: release unless teardown already called it, inside
+	 * a read section, so that a teardown running meanwhile does not
+	 * return before it (its grace period waits for us). */
+	itn__rcu_read_lock();
 	release_once(n, s);
+	itn__rcu_read_unlock();
 	itn__lock(s);
-	if (st == ITN_NOTIFIER_LIVE)
+	/* A teardown running meanwhile may have unlinked it already. */
+	if (st == ITN_NOTIFIER_LIVE && linked_locked(s, n))
 		unlink_locked(s, n);
 	itn__unlock(s);
 	itn__rcu_synchronize();
