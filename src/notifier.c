@@ -17,6 +17,7 @@
 #include "itn-internal.h"
 
 #include <errno.h>
+#include <time.h>
 
 static inline struct itn_notifier *pub(struct itn__notifier *n)
 {
@@ -169,11 +170,44 @@ static void link_locked(struct itn_space *s, struct itn__notifier *n,
 	atomic_fetch_add_explicit(&s->nnotifiers, 1, memory_order_release);
 }
 
+/*
+ * Lock @s with no invalidation in flight, and keep new ones out (BUSY)
+ * until unlock_idle(), or return as soon as the space is released.  A
+ * notifier linked in between sees the start of every invalidation whose
+ * end it sees (the kernel gets this from mm_take_all_locks()).  Polls with
+ * a growing sleep while invalidations run.
+ */
+static uint64_t lock_idle(struct itn_space *s)
+{
+	struct timespec pause = { 0, 1000 };
+
+	for (;;) {
+		uint64_t st;
+
+		itn__lock(s);
+		st = itn__busy_begin(s);
+		if (!itn__st_active(st) || s->released)
+			return st;
+		itn__busy_end(s, st);
+		itn__unlock(s);
+		nanosleep(&pause, NULL);
+		if (pause.tv_nsec < 1000000)
+			pause.tv_nsec *= 2;
+	}
+}
+
+static void unlock_idle(struct itn_space *s, uint64_t st)
+{
+	itn__busy_end(s, st);
+	itn__unlock(s);
+}
+
 ITN_EXPORT int itn_notifier_register(struct itn_notifier *pn,
 				     struct itn_space *s,
 				     const struct itn_notifier_ops *ops)
 {
 	struct itn__notifier *n = itn__notifier(pn);
+	uint64_t word;
 	uint32_t st;
 	int err = 0;
 
@@ -187,12 +221,12 @@ ITN_EXPORT int itn_notifier_register(struct itn_notifier *pn,
 				       st == ITN_NOTIFIER_GOING ?
 			       -EBUSY :
 			       -EINVAL; /* not zero-initialised */
-	itn__lock(s);
+	word = lock_idle(s);
 	if (s->released)
 		err = -ESHUTDOWN;
 	else
 		link_locked(s, n, ops, 0);
-	itn__unlock(s);
+	unlock_idle(s, word);
 	return err;
 }
 
@@ -274,6 +308,7 @@ ITN_EXPORT struct itn_notifier *itn_notifier_get(
 {
 	struct itn__notifier *n, *fresh;
 	struct itn_notifier *pfresh;
+	uint64_t word;
 	int err = 0;
 
 	if (!ops || !s || !ops->alloc_notifier || !ops->free_notifier) {
@@ -303,7 +338,7 @@ ITN_EXPORT struct itn_notifier *itn_notifier_get(
 		return NULL;
 	}
 	fresh = itn__notifier(pfresh);
-	itn__lock(s);
+	word = lock_idle(s);
 	n = s->released ? NULL : lookup_locked(s, ops);
 	if (n)
 		n->users++; /* another thread registered one meanwhile */
@@ -311,7 +346,7 @@ ITN_EXPORT struct itn_notifier *itn_notifier_get(
 		err = ESHUTDOWN;
 	else
 		link_locked(s, fresh, ops, 1);
-	itn__unlock(s);
+	unlock_idle(s, word);
 	if (n || err) {
 		ops->free_notifier(pfresh); /* never published */
 		errno = err;

@@ -537,9 +537,13 @@ struct itn_notifier_ops {
  * @s: the space.
  * @ops: its callbacks.
  *
- * Invalidations that start after it returns call it.
+ * Waits until no invalidation is in flight, then links the notifier:
+ * every invalidation that starts after it returns calls it, at start and at
+ * end, and none that started before does (the kernel's registration takes
+ * all of the mm's locks for the same reason).
  *
- * Context: never sleeps; any thread, not from a callback of @s.
+ * Context: may sleep while invalidations run; any thread, not from a
+ * callback of @s.
  * Return: 0; -EINVAL (NULL argument); -EBUSY (already registered);
  * -ESHUTDOWN (space released); -EDEADLK (from a callback of @s).
  */
@@ -569,7 +573,8 @@ int itn_notifier_unregister(struct itn_notifier *n, struct itn_space *s);
  * @s: the space.
  *
  * Returns the registered notifier with these ops, with one more user, or
- * allocates one with ops->alloc_notifier and registers it.
+ * allocates one with ops->alloc_notifier and registers it (waiting, like
+ * itn_notifier_register(), until no invalidation is in flight).
  *
  * Context: may sleep in alloc_notifier; not from a callback of @s.
  * Return: the notifier, or NULL with errno EINVAL (NULL argument, ops lack
