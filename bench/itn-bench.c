@@ -126,7 +126,8 @@ struct line {
 	size_t len;
 };
 
-static void line_add(struct line *l, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void
+line_add(struct line *l, const char *fmt, ...)
 {
 	va_list ap;
 	int r;
@@ -159,7 +160,8 @@ static void line_str(struct line *l, const char *key, const char *val)
 }
 
 /* A numeric value, formatted by @fmt. */
-static void line_num(struct line *l, const char *key, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void
+line_num(struct line *l, const char *key, const char *fmt, ...)
 {
 	char v[64];
 	va_list ap;
