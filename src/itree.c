@@ -583,43 +583,93 @@ static inline bool key_le(const node_t *n, const struct itn_tkey *k,
 	return s < k->start || (s == k->start && rd_order(n, off) <= k->order);
 }
 
+static inline uint64_t rd_start(const node_t *n)
+{
+	return atomic_load_explicit(&n->start, memory_order_acquire);
+}
+
+static inline uint64_t rd_last(const node_t *n)
+{
+	return atomic_load_explicit(&n->last, memory_order_acquire);
+}
+
+/*
+ * No lower key: the kernel's descent, lockless.  The leftmost node whose
+ * last reaches @start decides: if it does not start by @last, no node to
+ * its right does either, so the walk never comes back up.
+ */
+static node_t *search_first_rcu(const struct itn_tree *t, uint64_t start,
+				uint64_t last)
+{
+	node_t *n = atomic_load_explicit(&t->root, memory_order_acquire);
+	unsigned int steps = 0;
+
+	if (!n || rd_max(n) < start)
+		return NULL;
+	for (;;) {
+		node_t *l = rd_left(n);
+
+		if (++steps > ITN_TREE_MAX_DEPTH)
+			return ITN_TREE_LOST;
+		if (l && start <= rd_max(l)) {
+			n = l;
+			continue;
+		}
+		if (rd_start(n) > last)
+			return NULL;
+		if (start <= rd_last(n))
+			return n;
+		n = rd_right(n);
+		if (!n || start > rd_max(n))
+			return NULL;
+	}
+}
+
 struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
 				       uint64_t start, uint64_t last,
 				       const struct itn_tkey *after,
 				       size_t order_off)
 {
-	/*
-	 * In-order walk with pruning: a subtree whose maximum is below
-	 * @start holds no overlap; a node (and so its left subtree) at or
-	 * before @after is skipped; the first node starting beyond @last
-	 * ends the walk.  Nodes whose left subtree is being searched wait on
-	 * the stack.  Each step reads a node's fields with acquire loads;
-	 * the guards bound the walk if a writer reshapes the tree under it.
-	 */
 	node_t *stack[ITN_TREE_MAX_DEPTH];
 	unsigned int sp = 0, steps = 0;
-	node_t *n = atomic_load_explicit(&t->root, memory_order_acquire);
+	node_t *n;
 
+	if (!after)
+		return search_first_rcu(t, start, last);
+	/*
+	 * With a lower key, the leftmost node reaching @start may be at or
+	 * before @after, so the walk is in order, with pruning: a subtree
+	 * whose maximum is below @start holds no overlap; a node (and its
+	 * left subtree) at or before @after is skipped; the first node
+	 * starting beyond @last ends the walk.  A node waits on the stack
+	 * while its left subtree, if that may hold an overlap, is searched.
+	 * Each step reads a node's fields with acquire loads; the guards
+	 * bound the walk if a writer reshapes the tree under it.
+	 */
+	n = atomic_load_explicit(&t->root, memory_order_acquire);
 	for (;;) {
+		node_t *l;
+
 		if (++steps > ITN_TREE_MAX_STEPS)
 			return ITN_TREE_LOST;
-		if (n && rd_max(n) >= start) {
-			if (after && key_le(n, after, order_off)) {
-				n = rd_right(n);
-				continue;
-			}
+		if (!n || rd_max(n) < start) {
+			if (!sp)
+				return NULL;
+			n = stack[--sp]; /* its left subtree had nothing */
+		} else if (key_le(n, after, order_off)) {
+			n = rd_right(n);
+			continue;
+		} else if ((l = rd_left(n)) && start <= rd_max(l)) {
 			if (sp == ITN_TREE_MAX_DEPTH)
 				return ITN_TREE_LOST;
 			stack[sp++] = n;
-			n = rd_left(n);
+			n = l;
 			continue;
 		}
-		if (!sp)
+		/* Visit n: every node before it is done. */
+		if (rd_start(n) > last)
 			return NULL;
-		n = stack[--sp];
-		if (atomic_load_explicit(&n->start, memory_order_acquire) > last)
-			return NULL;
-		if (atomic_load_explicit(&n->last, memory_order_acquire) >= start)
+		if (rd_last(n) >= start)
 			return n;
 		n = rd_right(n);
 	}
