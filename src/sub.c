@@ -364,9 +364,14 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	switch ((enum itn__pending)sub->pending) {
 	case ITN_PENDING_INSERT:
 	case ITN_PENDING_UPDATE:
-		/* The end of the period applies the latest range.  The sub
-		 * seq is already the running period's: sections begun before
-		 * retry, new ones wait for the end. */
+		/* The end of the period applies the latest range, in the
+		 * place of this call (call order: among equal starts the sub
+		 * then follows those inserted before this call, as in the
+		 * logical index).  The sub seq is already the running
+		 * period's: sections begun before retry, new ones wait for
+		 * the end. */
+		cds_list_del(&sub->deferred);
+		cds_list_add_tail(&sub->deferred, &s->deferred);
 		break;
 	case ITN_PENDING_NONE:
 		if (seq & 1) {

@@ -167,8 +167,12 @@ int ref_update(struct ref_space *m, int id, uint64_t start, uint64_t length)
 	s->start = start;
 	s->last = last;
 	s->lorder = ++m->next_order;
-	if (s->pending != REF_NONE)
-		return 0; /* the end of the period applies the latest range */
+	if (s->pending != REF_NONE) {
+		/* The end of the period applies the latest range, in the
+		 * place of this call (call order). */
+		s->pend_order = ++m->defer_ctr;
+		return 0;
+	}
 	if (m->seq & 1) {
 		defer(m, s, REF_UPDATE);
 		s->seq = m->seq;
