@@ -59,6 +59,7 @@ int bl_space_init(struct bl_space *s)
 	s->active = 0;
 	itn__tree_init(&s->tree);
 	s->deferred = NULL;
+	s->read_waits = 0;
 	return 0;
 }
 
@@ -150,8 +151,12 @@ uint64_t bl_read_begin(struct bl_sub *sub)
 
 	pthread_mutex_lock(&s->lock);
 	seq = atomic_load_explicit(&sub->seq, memory_order_relaxed);
-	while (seq == gseq(s))
-		pthread_cond_wait(&s->cv, &s->lock);
+	if (seq == gseq(s)) {
+		s->read_waits++;
+		do
+			pthread_cond_wait(&s->cv, &s->lock);
+		while (seq == gseq(s));
+	}
 	pthread_mutex_unlock(&s->lock);
 	return seq;
 }

@@ -76,6 +76,7 @@ struct bl_sub {
  * @tree: the interval tree (@lock; frozen while @seq is odd).
  * @deferred: inserts and removes waiting for the end of the period; head
  *	insertion, as the kernel's hlist (@lock).
+ * @read_waits: bl_read_begin() calls that slept (@lock; for the bench).
  */
 struct bl_space {
 	pthread_mutex_t lock;
@@ -84,6 +85,7 @@ struct bl_space {
 	uint64_t active;
 	struct itn_tree tree;
 	struct bl_sub *deferred;
+	uint64_t read_waits;
 };
 
 /* 0, or the error of pthread_mutex_init / pthread_cond_init. */

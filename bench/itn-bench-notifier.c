@@ -1497,7 +1497,7 @@ static void *(*const n6_writer[NR_IMPL])(void *) = { bench_n6_writer_itn,
 
 struct n6_result {
 	double faults_s, invals_s, cpus;
-	uint64_t stale, retries;
+	uint64_t stale, retries, waits, faults;
 };
 
 static struct n6_result n6_point(int k, unsigned nr, unsigned nw)
@@ -1507,7 +1507,7 @@ static struct n6_result n6_point(int k, unsigned nr, unsigned nw)
 	unsigned nt = nr + nw;
 	struct n6_arg *a = aligned_alloc(64, nt * sizeof(*a));
 	pthread_t *tid = xcalloc(nt, sizeof(*tid));
-	struct n6_result res = { 0, 0, 0, 0, 0 };
+	struct n6_result res = { 0, 0, 0, 0, 0, 0, 0 };
 	uint64_t t0, t1, faults = 0, invals = 0, cpu_ns = 0;
 
 	if (!a)
@@ -1567,6 +1567,15 @@ static struct n6_result n6_point(int k, unsigned nr, unsigned nw)
 	res.faults_s = (double)faults * 1e9 / (double)(t1 - t0);
 	res.invals_s = (double)invals * 1e9 / (double)(t1 - t0);
 	res.stale = m->stale;
+	res.faults = faults;
+	if (k == ITN) {
+		struct itn_stats st;
+
+		itn_space_stats(m->space, &st);
+		res.waits = st.read_waits;
+	} else {
+		res.waits = ((struct bl_space *)m->space)->read_waits;
+	}
 	res.cpus = (double)cpu_ns / (double)(t1 - t0);
 
 	for (uint64_t i = 0; i < m->nchunks; i++) {
@@ -1595,6 +1604,7 @@ static void run_n6(void)
 		unsigned nr = opt.readers[ri];
 		double f[NR_IMPL][64], in[NR_IMPL][64], cpus[NR_IMPL][64];
 		uint64_t stale[NR_IMPL] = { 0, 0 }, retries[NR_IMPL] = { 0, 0 };
+		uint64_t waits[NR_IMPL] = { 0, 0 }, faults[NR_IMPL] = { 0, 0 };
 		struct line l;
 
 		for (unsigned r = 0; r < reps; r++) {
@@ -1613,6 +1623,8 @@ static void run_n6(void)
 				cpus[k][r] = res.cpus;
 				stale[k] += res.stale;
 				retries[k] += res.retries;
+				waits[k] += res.waits;
+				faults[k] += res.faults;
 			}
 		}
 		double fa = median(f[ITN], reps), fb = median(f[BL], reps);
@@ -1632,6 +1644,15 @@ static void run_n6(void)
 		line_u(&l, "base_stale", stale[BL]);
 		line_u(&l, "retries", retries[ITN]);
 		line_u(&l, "base_retries", retries[BL]);
+		/* Faults that slept in read_begin, per thousand. */
+		line_f(&l, "waits_pm", 2,
+		       faults[ITN] ? 1000.0 * (double)waits[ITN] /
+					     (double)faults[ITN] :
+				     0);
+		line_f(&l, "base_waits_pm", 2,
+		       faults[BL] ?
+			       1000.0 * (double)waits[BL] / (double)faults[BL] :
+			       0);
 		line_f(&l, "cpus", 2, median(cpus[ITN], reps));
 		line_f(&l, "base_cpus", 2, median(cpus[BL], reps));
 		line_f(&l, "seconds", 2, opt.seconds);
