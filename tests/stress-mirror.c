@@ -196,7 +196,7 @@ static bool mirror_invalidate(struct itn_sub *sub, const struct itn_range *r,
 	struct mirror *m = mirror_of(sub);
 	uint64_t a = (r->start - BASE) >> PAGE_SHIFT;
 	uint64_t b = (r->last - BASE) >> PAGE_SHIFT;
-	uint64_t lo, hi;
+	uint64_t lo = 1, hi = 0; /* empty unless clip() says otherwise */
 	bool hit =
 		r->start >= BASE && clip(a, b, m->first, m->npages, &lo, &hi);
 

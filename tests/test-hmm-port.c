@@ -265,8 +265,12 @@ static void sim_munmap_locked(struct mm_struct *mm, unsigned long start,
 	mmu_notifier_range_init(&range, MMU_NOTIFY_UNMAP, 0, mm, start, end);
 	mmu_notifier_invalidate_range_start(&range);
 	n = zap_pte_range(s, start, end, gather);
-	for (unsigned long addr = start; addr < end; addr += PAGE_SIZE)
-		s->vm_flags[sim_index(addr)] = 0;
+	for (unsigned long addr = start; addr < end; addr += PAGE_SIZE) {
+		int i = sim_index(addr);
+
+		if (i >= 0)
+			s->vm_flags[i] = 0;
+	}
 	/* Every secondary mapping of the range is gone by now. */
 	sim_check_mirrors();
 	mmu_notifier_invalidate_range_end(&range);
@@ -312,6 +316,8 @@ static void sim_mprotect(struct mm_struct *mm, unsigned long start,
 	for (unsigned long addr = start; addr < end; addr += PAGE_SIZE) {
 		int i = sim_index(addr);
 
+		if (i < 0)
+			continue;
 		s->vm_flags[i] = prot;
 		if (!(prot & VM_WRITE))
 			atomic_fetch_and(&s->pte[i], ~_PAGE_RW);
