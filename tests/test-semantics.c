@@ -23,9 +23,10 @@
  *    an odd global: a running period that touched the subscription).
  *
  * Blocking behaviours run in helper threads with bounded waits: a
- * regression fails the test instead of hanging it.  Helper threads and
- * callbacks never assert (CMocka's state is thread-local): they record into
- * atomics and the test thread asserts after joining them.
+ * regression fails the test instead of hanging it (and a watchdog fails a
+ * test whose own thread hangs, naming it).  Helper threads and callbacks
+ * never assert (CMocka's state is thread-local): they record into atomics
+ * and the test thread asserts after joining them.  Nothing is random.
  */
 #include <errno.h>
 /* cmocka.h 1.1.5 needs stdarg.h, stddef.h and setjmp.h included first. */
