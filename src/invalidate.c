@@ -206,8 +206,10 @@ static int start_intervals(struct itn_space *s, const struct itn_range *r)
 			itn__count(s, refused);
 			continue;
 		}
-		/* Non-blocking and refused: stop, end it ourselves. */
+		/* Non-blocking and refused: stop, end it ourselves (the
+		 * count-out is our last access to the space). */
 		frame_pop(&frame);
+		itn__count(s, nonblock_failures);
 		end_one(s);
 		return -EAGAIN;
 	}
@@ -232,12 +234,11 @@ ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
 		if (err) {
 			/* The classic ends ran; end the interval part too,
 			 * which the kernel forgets (SEMANTICS.md §4). */
+			itn__count(s, nonblock_failures);
 			end_one(s);
 			err = -EAGAIN;
 		}
 	}
-	if (err)
-		itn__count(s, nonblock_failures);
 	return err;
 }
 
@@ -248,12 +249,21 @@ ITN_EXPORT void itn_invalidate_end(struct itn_space *s,
 
 	if (!s || !r)
 		itn__die("itn_invalidate_end: NULL argument");
-	end_one(s);
-	if (itn__has_classic(s)) {
-		frame_push(&frame, s);
-		itn__classic_end(s, r);
-		frame_pop(&frame);
+	if (!itn__has_classic(s)) {
+		end_one(s); /* the last access to the space */
+		return;
 	}
+	/*
+	 * Interval part first, as the kernel does.  The classic ends still
+	 * to run are counted, so that a registration (notifier.c) waits for
+	 * them and itn_space_free() stays -EBUSY until the last access.
+	 */
+	atomic_fetch_add_explicit(&s->classic_ends, 1, memory_order_acq_rel);
+	end_one(s);
+	frame_push(&frame, s);
+	itn__classic_end(s, r);
+	frame_pop(&frame);
+	atomic_fetch_sub_explicit(&s->classic_ends, 1, memory_order_release);
 }
 
 void itn__release_intervals(struct itn_space *s)

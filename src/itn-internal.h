@@ -206,6 +206,7 @@ struct itn__counters {
  * @released: itn_space_release() was called (@lock).
  * @notifiers: classic notifiers, newest first (@lock; RCU readers).
  * @nnotifiers: how many (a lockless hint for the invalidation paths).
+ * @classic_ends: invalidations counted out whose classic ends still run.
  * @stats: counters.
  */
 struct itn_space {
@@ -223,6 +224,7 @@ struct itn_space {
 	bool released;
 	_Atomic(struct itn__notifier *) notifiers;
 	_Atomic uint64_t nnotifiers;
+	_Atomic uint64_t classic_ends;
 	struct itn__counters stats;
 };
 

@@ -295,14 +295,12 @@ static inline void insert_fixup(struct itn_tree *t, node_t *n)
 		set_black(n);
 }
 
-int itn__tree_insert(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
-		     uint64_t last)
+/* Link @n as [start, last] (writer section open). */
+static inline void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
+			       uint64_t last)
 {
 	_Atomic(node_t *) *link = &t->root;
 	node_t *parent = NULL, *p;
-
-	if (start > last || itn__tnode_linked(n))
-		return -EINVAL;
 
 	/* Initialise before the linking release store publishes the node. */
 	atomic_store_explicit(&n->left, NULL, memory_order_relaxed);
@@ -311,7 +309,6 @@ int itn__tree_insert(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
 	atomic_store_explicit(&n->last, last, memory_order_relaxed);
 	atomic_store_explicit(&n->subtree_last, last, memory_order_relaxed);
 
-	write_begin(t);
 	/* Raise the maxima on the way down: they only ever over-approximate
 	 * until the node is linked, which is harmless to readers. */
 	while ((p = ld_ptr(link))) {
@@ -329,6 +326,15 @@ int itn__tree_insert(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
 	if (!t->leftmost || start < ld_start(t->leftmost))
 		t->leftmost = n;
 	insert_fixup(t, n);
+}
+
+int itn__tree_insert(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
+		     uint64_t last)
+{
+	if (start > last || itn__tnode_linked(n))
+		return -EINVAL;
+	write_begin(t);
+	insert_body(t, n, start, last);
 	write_end(t);
 	return 0;
 }
@@ -413,17 +419,14 @@ static inline node_t *subtree_min(node_t *n)
 	return n;
 }
 
-int itn__tree_remove(struct itn_tree *t, struct itn_tnode *z)
+/* Unlink @z (writer section open). */
+static inline void remove_body(struct itn_tree *t, node_t *z)
 {
 	node_t *zl, *zr, *zp, *x, *xp, *y, *unbalanced;
-
-	if (!itn__tnode_linked(z))
-		return -EINVAL;
 
 	zl = ld_left(z);
 	zr = ld_right(z);
 	zp = parent_of(z);
-	write_begin(t);
 	if (t->leftmost == z) /* then z has no left child */
 		t->leftmost = zr ? subtree_min(zr) : zp;
 
@@ -479,8 +482,31 @@ int itn__tree_remove(struct itn_tree *t, struct itn_tnode *z)
 	}
 	if (unbalanced)
 		remove_fixup(t, NULL, unbalanced);
-	write_end(t);
 	z->parent_color = (uintptr_t)z;
+}
+
+int itn__tree_remove(struct itn_tree *t, struct itn_tnode *z)
+{
+	if (!itn__tnode_linked(z))
+		return -EINVAL;
+	write_begin(t);
+	remove_body(t, z);
+	write_end(t);
+	return 0;
+}
+
+int itn__tree_move(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
+		   uint64_t last, _Atomic uint64_t *order, uint64_t order_val)
+{
+	if (start > last || !itn__tnode_linked(n))
+		return -EINVAL;
+	/* One writer section: no reader validates a tree without @n. */
+	write_begin(t);
+	remove_body(t, n);
+	if (order)
+		atomic_store_explicit(order, order_val, memory_order_release);
+	insert_body(t, n, start, last);
+	write_end(t);
 	return 0;
 }
 

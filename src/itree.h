@@ -127,6 +127,17 @@ int itn__tree_insert(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
 int itn__tree_remove(struct itn_tree *t, struct itn_tnode *n);
 
 /*
+ * itn__tree_move() - re-link the linked node @n as [start, last], after
+ * every node with the same start, in one writer section: a lockless
+ * reader never validates a walk of a tree without @n.  If @order is not
+ * NULL, the node's order word becomes @order_val inside that section.
+ * Returns 0, or -EINVAL if start > last or @n is not linked (nothing
+ * changed).
+ */
+int itn__tree_move(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
+		   uint64_t last, _Atomic uint64_t *order, uint64_t order_val);
+
+/*
  * itn__tree_iter_first() - the first node overlapping [start, last] in
  * (start, insertion) order, or NULL.  Writer side or frozen tree only.
  * A query with start > last is rejected: NULL, errno = EINVAL.

@@ -186,7 +186,10 @@ static uint64_t lock_idle(struct itn_space *s)
 
 		itn__lock(s);
 		st = itn__busy_begin(s);
-		if (!itn__st_active(st) || s->released)
+		if ((!itn__st_active(st) &&
+		     !atomic_load_explicit(&s->classic_ends,
+					   memory_order_acquire)) ||
+		    s->released)
 			return st;
 		itn__busy_end(s, st);
 		itn__unlock(s);

@@ -80,6 +80,7 @@ ITN_EXPORT struct itn_space *itn_space_new(void)
 	atomic_init(&s->objs, 0);
 	atomic_init(&s->notifiers, NULL);
 	atomic_init(&s->nnotifiers, 0);
+	atomic_init(&s->classic_ends, 0);
 
 	/*
 	 * Create the call_rcu worker now rather than at the first release:
@@ -122,6 +123,7 @@ static bool space_busy_locked(struct itn_space *s)
 {
 	/* objs: acquire pairs with the release in the release() paths. */
 	return itn__active(s) || s->subs || itn__has_classic(s) ||
+	       atomic_load_explicit(&s->classic_ends, memory_order_acquire) ||
 	       !cds_list_empty(&s->deferred) || !itn__tree_empty(&s->phys) ||
 	       !itn__tree_empty(&s->logi) ||
 	       atomic_load_explicit(&s->objs, memory_order_acquire);

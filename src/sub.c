@@ -43,6 +43,16 @@ void itn__phys_remove(struct itn_space *s, struct itn__sub *sub)
 	debug_check(&s->phys, (size_t)-1);
 }
 
+/* Move to the logical range in one writer section (no reader misses it). */
+static void phys_move(struct itn_space *s, struct itn__sub *sub)
+{
+	if (itn__tree_move(&s->phys, &sub->phys,
+			   itn__tnode_start(&sub->logi),
+			   itn__tnode_last(&sub->logi), NULL, 0))
+		itn__die("physical tree move of an unlinked subscription");
+	debug_check(&s->phys, (size_t)-1);
+}
+
 void itn__logi_insert(struct itn_space *s, struct itn__sub *sub)
 {
 	if (itn__tree_insert(&s->logi, &sub->logi,
@@ -90,8 +100,7 @@ void itn__apply_deferred(struct itn_space *s)
 			itn__phys_insert(s, sub);
 			break;
 		case ITN_PENDING_UPDATE:
-			itn__phys_remove(s, sub);
-			itn__phys_insert(s, sub);
+			phys_move(s, sub);
 			break;
 		case ITN_PENDING_REMOVE:
 			itn__phys_remove(s, sub);
@@ -353,11 +362,16 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	if (!s)
 		return -ENOENT;
 
-	if (sub->ops->release)
-		itn__logi_remove(s, sub);
-	set_logical(s, sub, start, last);
-	if (sub->ops->release)
-		itn__logi_insert(s, sub);
+	if (sub->ops->release) {
+		/* One writer section: find never misses it mid-update. */
+		if (itn__tree_move(&s->logi, &sub->logi, start, last,
+				   &sub->order, ++s->next_order))
+			itn__die("logical index move of an unlinked "
+				 "subscription");
+		debug_check(&s->logi, LOGI_ORDER_OFF);
+	} else {
+		set_logical(s, sub, start, last);
+	}
 
 	st = itn__busy_begin(s);
 	seq = itn__seq(s);
@@ -380,12 +394,12 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 			itn__sub_set_seq(sub, seq);
 			itn__count(s, deferred_updates);
 		} else if (itn__st_active(st)) {
-			/* Partial: like an insert in Partial.  The node stays
-			 * valid memory, so lockless walkers need no wait. */
+			/* Partial: like an insert in Partial.  One writer
+			 * section, so a lockless walker cannot validate a
+			 * miss; the node stays valid memory. */
 			itn__set_global_seq(s, seq | 1);
 			st |= ITN_ST_ODD;
-			itn__phys_remove(s, sub);
-			itn__phys_insert(s, sub);
+			phys_move(s, sub);
 			itn__sub_set_seq(sub, seq | 1);
 		} else {
 			/*
@@ -395,8 +409,7 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 			 * anyone, so it differs from every seq a section can
 			 * hold, and later periods use higher values.
 			 */
-			itn__phys_remove(s, sub);
-			itn__phys_insert(s, sub);
+			phys_move(s, sub);
 			itn__sub_set_seq(sub, seq + 1);
 			itn__set_global_seq(s, seq + 2);
 		}
