@@ -34,45 +34,83 @@ _Thread_local bool itn__in_release __attribute__((tls_model("initial-exec")));
  * Where each result still referenced by this thread was when it was
  * returned: itn_find_next() continues from there even if the previous
  * result was updated (moved) since, so a walk neither skips nor repeats
- * others.  An entry is dropped when this thread puts the reference, so the
- * slots hold only references in use; @gen tells a reused address (a new
+ * others.
+ *
+ * A thread may hold several references to one subscription, found at
+ * different places: a walk that meets a subscription which moved forward
+ * returns it again at its new place (an update is a new place in the
+ * insertion order).  So each reference gets its own entry, stamped with
+ * when it was made: itn_find_next() continues from the newest entry of
+ * @prev (the place the walk reached), itn_sub_put() drops the oldest (the
+ * walk idiom puts the older of two references: next = find_next(cur);
+ * put(cur)).  An entry is dropped when this thread puts the reference, so
+ * the slots hold only references in use; with more references than slots
+ * the oldest entry is overwritten.  @gen tells a reused address (a new
  * insert) from the subscription the entry was made for.
  */
 #define ITN_KEY_CACHE 8
 static _Thread_local struct {
 	const struct itn__sub *sub;
 	uint64_t gen;
+	uint64_t stamp;
 	struct itn_tkey key;
 } key_cache[ITN_KEY_CACHE];
-static _Thread_local unsigned int key_cache_next;
+static _Thread_local uint64_t key_cache_clock;
 
 static void key_cache_record(const struct itn__sub *sub,
 			     const struct itn_tkey *key)
 {
-	unsigned int i, slot = ITN_KEY_CACHE;
+	unsigned int i, slot = 0;
 
 	for (i = 0; i < ITN_KEY_CACHE; i++) {
-		if (key_cache[i].sub == sub) {
+		if (!key_cache[i].sub) {
 			slot = i;
 			break;
 		}
-		if (!key_cache[i].sub && slot == ITN_KEY_CACHE)
-			slot = i;
-	}
-	if (slot == ITN_KEY_CACHE) { /* more references than slots */
-		slot = key_cache_next;
-		key_cache_next = (key_cache_next + 1) % ITN_KEY_CACHE;
+		if (key_cache[i].stamp < key_cache[slot].stamp)
+			slot = i; /* more references than slots: the oldest */
 	}
 	key_cache[slot].sub = sub;
 	key_cache[slot].gen = sub->gen;
+	key_cache[slot].stamp = ++key_cache_clock;
 	key_cache[slot].key = *key;
 }
 
 static void key_cache_forget(const struct itn__sub *sub)
 {
-	for (unsigned int i = 0; i < ITN_KEY_CACHE; i++)
-		if (key_cache[i].sub == sub)
+	unsigned int i, slot = ITN_KEY_CACHE;
+
+	for (i = 0; i < ITN_KEY_CACHE; i++) {
+		if (key_cache[i].sub != sub)
+			continue;
+		if (key_cache[i].gen != sub->gen) {
+			/* Made for an earlier insertion of this memory
+			 * (its reference was put by another thread). */
 			key_cache[i].sub = NULL;
+			continue;
+		}
+		if (slot == ITN_KEY_CACHE ||
+		    key_cache[i].stamp < key_cache[slot].stamp)
+			slot = i;
+	}
+	if (slot != ITN_KEY_CACHE)
+		key_cache[slot].sub = NULL;
+}
+
+/* Where @sub was when this thread last got a reference to it. */
+static bool key_cache_lookup(const struct itn__sub *sub, struct itn_tkey *key)
+{
+	unsigned int i, slot = ITN_KEY_CACHE;
+
+	for (i = 0; i < ITN_KEY_CACHE; i++)
+		if (key_cache[i].sub == sub && key_cache[i].gen == sub->gen &&
+		    (slot == ITN_KEY_CACHE ||
+		     key_cache[i].stamp > key_cache[slot].stamp))
+			slot = i;
+	if (slot == ITN_KEY_CACHE)
+		return false;
+	*key = key_cache[slot].key;
+	return true;
 }
 
 #define LOGI_ORDER_OFF \
@@ -267,7 +305,6 @@ ITN_EXPORT struct itn_sub *itn_find_next(struct itn_space *s,
 {
 	const struct itn__sub *prev = itn__csub(pprev);
 	struct itn_tkey after;
-	unsigned int i;
 
 	if (!s || !pprev || start > last || (ops && !ops->release) ||
 	    !prev->ops || !prev->ops->release) {
@@ -276,13 +313,8 @@ ITN_EXPORT struct itn_sub *itn_find_next(struct itn_space *s,
 	}
 	/* Where prev was when this thread got it, else where it is now
 	 * (the caller's reference keeps its memory). */
-	after = key_of(&prev->logi);
-	for (i = 0; i < ITN_KEY_CACHE; i++) {
-		if (key_cache[i].sub == prev && key_cache[i].gen == prev->gen) {
-			after = key_cache[i].key;
-			break;
-		}
-	}
+	if (!key_cache_lookup(prev, &after))
+		after = key_of(&prev->logi);
 	return find_after(s, ops, start, last, &after);
 }
 

@@ -97,32 +97,6 @@ static char first_failure[512];
 
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/*
- * Walk-order failures (a find/find_next walk skipping a sentinel present
- * throughout, or going backwards) are an open library bug, seen about one
- * 2-second run in three on a loaded 2-CPU machine (issue 4 note): they are
- * counted and reported, and fail the test only with ITN_TEST_KNOWN_BUGS=1
- * until fixed.  Every other check stays fatal.
- */
-static _Atomic uint64_t walk_failures;
-static char first_walk_failure[512];
-
-static void note_walk(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
-
-static void note_walk(const char *fmt, ...)
-{
-	va_list ap;
-
-	if (atomic_fetch_add(&walk_failures, 1) != 0)
-		return;
-	pthread_mutex_lock(&note_lock);
-	va_start(ap, fmt);
-	vsnprintf(first_walk_failure, sizeof(first_walk_failure), fmt, ap);
-	va_end(ap);
-	pthread_mutex_unlock(&note_lock);
-}
-
 static void note(const char *fmt, ...)
 {
 	va_list ap;
@@ -500,7 +474,7 @@ static long walk(const struct itn_sub_ops *f, uint64_t a, uint64_t b, int *sent,
 			if (any && (o->start < last_start ||
 				    (o->start == last_start &&
 				     o->ticket <= last_ticket)))
-				note_walk("walk [%#" PRIx64 ", %#" PRIx64
+				note("walk [%#" PRIx64 ", %#" PRIx64
 				     "]: (%#" PRIx64 ", %" PRIu64
 				     ") after (%#" PRIx64 ", %" PRIu64 ")",
 				     a, b, o->start, o->ticket, last_start,
@@ -542,7 +516,7 @@ static void *iterator_main(void *arg)
 				    s->start <= b && a <= s->last;
 
 			if (sent[i] != (want ? 1 : 0))
-				note_walk("walk [%#" PRIx64 ", %#" PRIx64
+				note("walk [%#" PRIx64 ", %#" PRIx64
 				     "]: sentinel %d [%#" PRIx64 ", %#" PRIx64
 				     "] visited %d times",
 				     a, b, i, s->start, s->last, sent[i]);
@@ -837,15 +811,6 @@ static void stress_find(void **state)
 		      atomic_load(&released), atomic_load(&cb_removes),
 		      atomic_load(&cb_updates), atomic_load(&cb_inserts),
 		      atomic_load(&cb_finds), atomic_load(&eagains));
-	if (atomic_load(&walk_failures)) {
-		const char *k = getenv("ITN_TEST_KNOWN_BUGS");
-
-		print_message("KNOWN BUG (walk order): %" PRIu64
-			      " failures; first: %s\n",
-			      atomic_load(&walk_failures), first_walk_failure);
-		if (k && k[0] == '1')
-			fail_msg("walk-order failures (ITN_TEST_KNOWN_BUGS=1)");
-	}
 	if (atomic_load(&failures)) {
 		char msg[sizeof(first_failure)];
 

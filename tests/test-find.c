@@ -992,12 +992,11 @@ static void find_next_after_prev_updated_interleaved_walks(void **state)
 }
 
 /*
- * KNOWN BUG.  A nested walk (an inner walk of more than a few results for
- * each result of an outer walk) while the outer prev is moved: the outer
- * find_next must continue from where prev was.  find.c remembers that
- * position in a 4-entry per-thread cache; the inner walk evicts it and
- * find_next falls back to prev's current (moved) position, skipping
- * (or repeating) the others.  API.md: "itn_find then itn_find_next until
+ * A nested walk (an inner walk of more results than the per-thread
+ * position cache has slots, for a result of an outer walk) while the outer
+ * prev is moved: the outer find_next must continue from where prev was.
+ * The inner walk's entries are dropped as it puts its results, so it
+ * cannot evict the outer one.  API.md: "itn_find then itn_find_next until
  * NULL visits every match present throughout the walk exactly once".
  */
 static void find_next_after_prev_updated_nested_walk(void **state)
@@ -1074,11 +1073,11 @@ static void find_next_ignores_stale_position_after_reuse(void **state)
 }
 
 /*
- * KNOWN BUG.  The same, but the new subscription reaches this thread
- * through itn_sub_get() (e.g. from its own insert) rather than itn_find():
- * find_next finds the stale entry of the old result in the per-thread
- * cache and continues from the old position ([10, 14]), returning the new
- * subscription itself again instead of the next one.
+ * The same, but the new subscription reaches this thread through
+ * itn_sub_get() (e.g. from its own insert) rather than itn_find(): the
+ * stale entry of the old result (another insertion of the memory) must
+ * not be used, or find_next would continue from the old position
+ * ([10, 14]) and return the new subscription itself again.
  */
 static void find_next_stale_position_prev_from_get(void **state)
 {
@@ -1130,6 +1129,42 @@ static void find_next_same_sub_found_twice(void **state)
 	itn_sub_put(next);
 	itn_sub_put(second);
 	itn_sub_put(first);
+}
+
+/*
+ * The walk idiom (next = find_next(cur); put(cur); cur = next) meeting a
+ * result that moves forward twice: the first find_next returns prev itself
+ * at its new place, the put of the older reference must not lose that
+ * place, and the second find_next continues from it, so the sentinel in
+ * between is still visited.  Caught the stress-find walk-order failures
+ * (a put forgot the newest position of a subscription held twice).
+ */
+static void find_next_walk_meets_moved_prev_again(void **state)
+{
+	struct obj *x = ins(0, 10, 5, &ops_a);
+	struct obj *sent = ins(1, 70, 5, &ops_a);
+	struct itn_sub *cur, *next;
+	int seen_sent = 0;
+
+	(void)state;
+	cur = itn_find(space, NULL, 0, 100);
+	assert_ptr_equal(cur, &x->sub);
+	assert_err(itn_sub_update(&x->sub, 50, 5), 0);
+	next = itn_find_next(space, NULL, cur, 0, 100);
+	assert_ptr_equal(next, &x->sub); /* itself, at its new place */
+	itn_sub_put(cur);
+	cur = next;
+	assert_err(itn_sub_update(&x->sub, 90, 5), 0);
+	while (cur) {
+		next = itn_find_next(space, NULL, cur, 0, 100);
+		if (next == &sent->sub)
+			seen_sent++;
+		itn_sub_put(cur);
+		cur = next;
+	}
+	if (seen_sent != 1)
+		fail_msg("sentinel at [70, 74] seen %d times (want 1)",
+			 seen_sent);
 }
 
 static void find_errors(void **state)
@@ -1677,6 +1712,7 @@ int main(void)
 		T(find_next_ignores_stale_position_after_reuse),
 		T(find_next_stale_position_prev_from_get),
 		T(find_next_same_sub_found_twice),
+		T(find_next_walk_meets_moved_prev_again),
 		T(find_errors),
 		T(find_at_the_top),
 		T(release_waits_for_every_reference),
