@@ -85,7 +85,13 @@ static struct {
 	uint64_t pages; /* N6 pages */
 	int n5_release; /* N5: 1 yes, 0 no, -1 both */
 	size_t align; /* the layout's objects: 0 = an array of struct obj */
+	unsigned paths; /* N2/N3: PATHS_FAST | PATHS_LOCKED */
 } opt;
+
+/* N2/N3 --paths: libitn's lock-free fast paths, its locked paths alone
+ * (itn__space_set_fast(false), as the differential tests run them). */
+#define PATHS_FAST 1u
+#define PATHS_LOCKED 2u
 
 /* ---- T1/T2: the stream and the dense layout ---- */
 
@@ -645,16 +651,26 @@ BENCH_INLINE uint64_t churn_body(const struct impl *im, void *s,
 INSTANTIATE(itn_impl, itn)
 INSTANTIATE(bl_impl, bl)
 
+/* N2/N3 with the fast paths off: libitn again, under its own names so
+ * that callgrind counts the locked paths apart. */
+BENCH_NOINLINE static void bench_miss_loop_itn_locked(void *s,
+						      const struct query *q,
+						      size_t nq,
+						      unsigned passes)
+{
+	startend_body(&itn_impl, s, q, nq, passes);
+}
+
+BENCH_NOINLINE static void bench_hit_loop_itn_locked(void *s,
+						     const struct query *q,
+						     size_t nq, unsigned passes)
+{
+	startend_body(&itn_impl, s, q, nq, passes);
+}
+
 static uint64_t (*const n1_loop[NR_IMPL])(struct obj *,
 					  uint64_t) = { bench_n1_loop_itn,
 							bench_n1_loop_bl };
-/* N2 (misses) and N3 (hits): the same body under two names, for
- * callgrind. */
-static void (*const startend_loop[2][NR_IMPL])(void *, const struct query *,
-					       size_t, unsigned) = {
-	{ bench_miss_loop_itn, bench_miss_loop_bl },
-	{ bench_hit_loop_itn, bench_hit_loop_bl },
-};
 static uint64_t (*const churn_loop[NR_IMPL])(
 	void *, struct obj *, const struct query *, size_t, uint64_t, bool,
 	uint64_t *) = { bench_churn_loop_itn, bench_churn_loop_bl };
@@ -899,79 +915,129 @@ static void run_n1(void)
 
 /* ---- N2 and N3 ---- */
 
-static double n2_ns[NR_IMPL]; /* for N3's ratio */
+/*
+ * The columns of N2/N3: libitn with its fast paths, libitn with the
+ * locked paths alone, the baseline, and (N2) the bare query.  The
+ * repetitions interleave them, rotating which runs first.
+ */
+enum { C_FAST, C_LOCKED, C_BL, C_BARE, NR_COL };
+
+static double n2_ns[NR_COL]; /* for N3's ratio */
+
+static void startend_run(int c, bool one_hit, const struct query *q,
+			 unsigned passes)
+{
+	static void (*const loop[2][3])(void *, const struct query *, size_t,
+					unsigned) = {
+		{ bench_miss_loop_itn, bench_miss_loop_itn_locked,
+		  bench_miss_loop_bl },
+		{ bench_hit_loop_itn, bench_hit_loop_itn_locked,
+		  bench_hit_loop_bl },
+	};
+	void *s = L.space[c == C_BL ? BL : ITN];
+
+	/* The space is idle between loops, so this cannot fail. */
+	if (c == C_LOCKED && itn__space_set_fast(s, false))
+		die("itn__space_set_fast: space not idle");
+	loop[one_hit][c](s, q, opt.nq, passes);
+	if (c == C_LOCKED && itn__space_set_fast(s, true))
+		die("itn__space_set_fast: space not idle");
+}
 
 /* N2 (@one_hit false) or N3; @quiet: measure N2 for N3's ratio only. */
 static void run_startend(bool one_hit, bool quiet)
 {
+	static const char *const path_name[] = { "fast", "locked" };
 	struct query *q = gen_queries(one_hit ? Q_ONE : Q_MISS);
-	double ns[NR_IMPL + 1][64];
+	double ns[NR_COL][64] = { { 0 } }, med[NR_COL] = { 0 };
 	uint64_t pairs = (uint64_t)opt.nq * opt.passes;
-	unsigned reps = opt.reps;
+	unsigned reps = opt.reps, runs = 0;
+	int cols[NR_COL], ncol = 0;
 	struct itn_stats st0, st1;
-	struct line l;
 
-	for (int k = 0; k < NR_IMPL; k++) /* warm up, untimed */
-		startend_loop[one_hit][k](L.space[k], q, opt.nq, 1);
-	bench_bare_query_loop(&L.tree, q, opt.nq, 1);
+	if (opt.paths & PATHS_FAST)
+		cols[ncol++] = C_FAST;
+	if (opt.paths & PATHS_LOCKED)
+		cols[ncol++] = C_LOCKED;
+	cols[ncol++] = C_BL;
+	if (!one_hit)
+		cols[ncol++] = C_BARE;
+
+	for (int j = 0; j < ncol; j++) { /* warm up, untimed */
+		if (cols[j] == C_BARE) {
+			bench_bare_query_loop(&L.tree, q, opt.nq, 1);
+			continue;
+		}
+		startend_run(cols[j], one_hit, q, 1);
+	}
 	itn_space_stats(L.space[ITN], &st0);
 	for (unsigned r = 0; r < reps; r++) {
-		for (int j = 0; j < NR_IMPL; j++) {
-			int k = (int)(r + (unsigned)j) % NR_IMPL;
+		for (int j = 0; j < ncol; j++) {
+			int c = cols[(r + (unsigned)j) % (unsigned)ncol];
 			uint64_t t0 = now_ns();
 
-			startend_loop[one_hit][k](L.space[k], q, opt.nq,
-						  opt.passes);
-			ns[k][r] = (double)(now_ns() - t0) / (double)pairs;
-		}
-		if (!one_hit) {
-			uint64_t t0 = now_ns();
-			uint64_t hits = bench_bare_query_loop(
-				&L.tree, q, opt.nq, opt.passes);
-
-			ns[NR_IMPL][r] =
-				(double)(now_ns() - t0) / (double)pairs;
-			if (hits)
-				die("N2: a query meant to miss hit");
+			if (c == C_BARE) {
+				if (bench_bare_query_loop(&L.tree, q, opt.nq,
+							  opt.passes))
+					die("N2: a query meant to miss hit");
+			} else {
+				startend_run(c, one_hit, q, opt.passes);
+				runs += c != C_BL;
+			}
+			ns[c][r] = (double)(now_ns() - t0) / (double)pairs;
 		}
 	}
 	itn_space_stats(L.space[ITN], &st1);
-	/* Every pair called exactly one callback (N3) or none (N2). */
-	if (st1.callbacks - st0.callbacks != (one_hit ? pairs * reps : 0))
+	/* Every timed pair called exactly one callback (N3) or none (N2),
+	 * on either path. */
+	if (st1.callbacks - st0.callbacks != (one_hit ? pairs * runs : 0))
 		die("%s: %" PRIu64 " callbacks for %" PRIu64 " pairs",
 		    one_hit ? "N3" : "N2", st1.callbacks - st0.callbacks,
-		    pairs * reps);
+		    pairs * runs);
 
-	double a = median(ns[ITN], reps), b = median(ns[BL], reps);
-
-	if (!one_hit) {
-		n2_ns[ITN] = a;
-		n2_ns[BL] = b;
-	}
+	for (int j = 0; j < ncol; j++)
+		med[cols[j]] = median(ns[cols[j]], reps);
+	if (!one_hit)
+		memcpy(n2_ns, med, sizeof(med));
 	if (quiet) {
 		free(q);
 		return;
 	}
-	line_begin(&l, one_hit ? "N3" : "N2");
-	line_u(&l, "subs", L.n);
-	line_u(&l, "q", opt.nq);
-	line_f(&l, "ns_pair", 2, a);
-	line_f(&l, "base_ns_pair", 2, b);
-	line_f(&l, "ratio_base", 3, a / b);
-	if (!one_hit) {
-		double bare = median(ns[NR_IMPL], reps);
+	for (int j = 0; j < ncol; j++) {
+		int c = cols[j];
+		double a = med[c], b = med[C_BL];
+		struct line l;
 
-		line_f(&l, "bare_ns", 2, bare);
-		line_f(&l, "ratio_bare", 3, a / bare);
-		line_f(&l, "base_ratio_bare", 3, b / bare);
-	} else if (n2_ns[ITN] > 0) {
-		line_f(&l, "n2_ns_pair", 2, n2_ns[ITN]);
-		line_f(&l, "ratio_n2", 3, a / n2_ns[ITN]);
-		line_f(&l, "base_ratio_n2", 3, b / n2_ns[BL]);
+		if (c != C_FAST && c != C_LOCKED)
+			continue;
+		line_begin(&l, one_hit ? "N3" : "N2");
+		line_str(&l, "paths", path_name[c]);
+		line_u(&l, "subs", L.n);
+		line_u(&l, "q", opt.nq);
+		line_f(&l, "ns_pair", 2, a);
+		line_f(&l, "base_ns_pair", 2, b);
+		line_f(&l, "ratio_base", 3, a / b);
+		if (!one_hit) {
+			double bare = med[C_BARE];
+
+			line_f(&l, "bare_ns", 2, bare);
+			line_f(&l, "ratio_bare", 3, a / bare);
+			line_f(&l, "base_ratio_bare", 3, b / bare);
+		} else if (n2_ns[c] > 0) {
+			line_f(&l, "n2_ns_pair", 2, n2_ns[c]);
+			line_f(&l, "ratio_n2", 3, a / n2_ns[c]);
+			line_f(&l, "base_ratio_n2", 3, b / n2_ns[C_BL]);
+		}
+		/* The fast line carries the locked figure of the same
+		 * run: what the fast paths save. */
+		if (c == C_FAST && (opt.paths & PATHS_LOCKED)) {
+			line_f(&l, "locked_ns_pair", 2, med[C_LOCKED]);
+			line_f(&l, "ratio_locked", 3, a / med[C_LOCKED]);
+		}
+		line_u(&l, "pairs", pairs);
+		line_u(&l, "reps", reps);
+		line_end(&l);
 	}
-	line_u(&l, "pairs", pairs);
-	line_u(&l, "reps", reps);
-	line_end(&l);
 	free(q);
 }
 
@@ -1712,7 +1778,7 @@ static const char usage[] =
 	"        [--iters N] [--passes N] [--churn N] [--w1-loops N]\n"
 	"        [--seconds S] [--threads LIST] [--readers LIST]\n"
 	"        [--writers N] [--pages N] [--release yes|no|both]\n"
-	"        [--align N]\n"
+	"        [--align N] [--paths fast|locked|both]\n"
 	"Runs the N workloads of WORKLOADS.md, libitn against a kernel-style\n"
 	"baseline (one mutex per space) in the same process.  LIST is a\n"
 	"comma-separated list of thread counts; --threads (N4) and --readers\n"
@@ -1722,6 +1788,8 @@ static const char usage[] =
 	"--release both (N5's churned subscription with release() or not).\n"
 	"--align N: the 10^4 subscribers start every N bytes (a power of two;\n"
 	"0, the default: an array of the bench's 240-byte objects).\n"
+	"--paths (N2, N3): libitn with its lock-free fast paths, with its\n"
+	"locked paths alone, or both side by side (the default).\n"
 	"N4 and N6 use at most 3 repetitions per point.\n"
 	"--quick: a few seconds in all.\n";
 
@@ -1771,6 +1839,7 @@ int main(int argc, char **argv)
 	opt.writers = 1;
 	opt.pages = 4096;
 	opt.n5_release = -1;
+	opt.paths = PATHS_FAST | PATHS_LOCKED;
 
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
@@ -1837,6 +1906,15 @@ int main(int argc, char **argv)
 			    (opt.align && opt.align < sizeof(void *)))
 				die("--align: 0 or a power of two >= %zu",
 				    sizeof(void *));
+		} else if (!strcmp(a, "--paths")) {
+			if (!strcmp(v, "fast"))
+				opt.paths = PATHS_FAST;
+			else if (!strcmp(v, "locked"))
+				opt.paths = PATHS_LOCKED;
+			else if (!strcmp(v, "both"))
+				opt.paths = PATHS_FAST | PATHS_LOCKED;
+			else
+				die("--paths: fast, locked or both");
 		} else if (!strcmp(a, "--release")) {
 			if (!strcmp(v, "yes") || !strcmp(v, "no"))
 				opt.n5_release = !strcmp(v, "yes");

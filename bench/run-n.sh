@@ -127,15 +127,25 @@ ops=$((100000 + 100000 / 10 + 1))
 echo "| N1 read_begin+read_retry | $(per "$(incl "$out/cg.N1" bench_n1_loop_itn)" $ops)" \
      "| $(per "$(incl "$out/cg.N1" bench_n1_loop_bl)" $ops) | — | — |"
 
+# N2 and N3 with --paths both: the locked paths alone are counted in
+# their own loops (bench_*_loop_itn_locked).
 cg N2 --workload N2 --reps 1 --passes 4
 ops=$((5 * nq))
 echo "| N2 start+end, miss | $(per "$(incl "$out/cg.N2" bench_miss_loop_itn)" $ops)" \
      "| $(per "$(incl "$out/cg.N2" bench_miss_loop_bl)" $ops)" \
      "| bare query $(per "$(incl "$out/cg.N2" bench_bare_query_loop)" $ops)" \
      "| itn__tree_search_rcu $(per "$(incl "$out/cg.N2" itn__tree_search_rcu)" $ops) |"
+echo "| N2 start+end, miss, locked paths only" \
+     "| $(per "$(incl "$out/cg.N2" bench_miss_loop_itn_locked)" $ops)" \
+     "| $(per "$(incl "$out/cg.N2" bench_miss_loop_bl)" $ops)" \
+     "| bare query $(per "$(incl "$out/cg.N2" bench_bare_query_loop)" $ops)" \
+     "| — |"
 
 cg N3 --workload N3 --reps 1 --passes 4
 echo "| N3 start+end, 1 hit | $(per "$(incl "$out/cg.N3" bench_hit_loop_itn)" $ops)" \
+     "| $(per "$(incl "$out/cg.N3" bench_hit_loop_bl)" $ops) | — | — |"
+echo "| N3 start+end, 1 hit, locked paths only" \
+     "| $(per "$(incl "$out/cg.N3" bench_hit_loop_itn_locked)" $ops)" \
      "| $(per "$(incl "$out/cg.N3" bench_hit_loop_bl)" $ops) | — | — |"
 
 cg N4 --workload N4 --reps 1 --threads 1 --seconds 1
