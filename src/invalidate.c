@@ -14,7 +14,9 @@
  *	under RCU, validated by its sequence count.  A validated miss is done
  *	(Partial: no seq change, no callback).  A hit, or a walk that keeps
  *	failing validation, continues on the slow path while counted: under
- *	L and BUSY, search again and open the period if it hits.
+ *	L and BUSY, open the period if it hits.  A validated hit is handed
+ *	over with the tree's sequence count, and the slow path searches
+ *	again only if the tree changed since (start_locked()).
  *  end, not the last of a period: count out.
  *
  * Why the lock holders need BUSY: an insert in Idle must not miss an
@@ -102,12 +104,18 @@ static bool count_in_fast(struct itn_space *s, uint64_t *stp)
 }
 
 /*
- * Idle/Partial: is there any overlap in the physical tree?  Returns 0 for
- * a validated miss, 1 for a validated hit, -1 if validation kept failing.
+ * Idle/Partial: the first overlap in the physical tree, searched lockless.
+ * Returns NULL for a validated miss; the first overlapping node for a
+ * validated hit, with the tree's sequence count of the walk in *@wseq;
+ * ITN_TREE_LOST if validation kept failing.  A hit is only a hint once
+ * the read section is left (the node may leave the tree and be freed):
+ * start_locked() uses it only if the tree has not changed since.
  */
-static int phys_overlaps_rcu(struct itn_space *s, const struct itn_range *r)
+static struct itn_tnode *phys_search_rcu(struct itn_space *s,
+					 const struct itn_range *r,
+					 uint64_t *wseq)
 {
-	int ret = -1;
+	struct itn_tnode *ret = ITN_TREE_LOST;
 
 	itn__rcu_read_lock();
 	for (int tries = 0; tries < ITN_START_RETRIES; tries++) {
@@ -118,7 +126,8 @@ static int phys_overlaps_rcu(struct itn_space *s, const struct itn_range *r)
 			continue;
 		n = itn__tree_search_rcu(&s->phys, r->start, r->last, NULL, 0);
 		if (n != ITN_TREE_LOST && itn__tree_read_valid(&s->phys, w)) {
-			ret = n != NULL;
+			*wseq = w;
+			ret = n;
 			break;
 		}
 	}
@@ -130,10 +139,19 @@ static int phys_overlaps_rcu(struct itn_space *s, const struct itn_range *r)
  * Slow start under L and BUSY: count in (unless @counted), search, open
  * the period on a hit.  Returns the first overlapping node, or NULL, and
  * the period's seq in *@cur_seq.
+ *
+ * @hint, if not NULL, is the first overlap found by a validated lockless
+ * walk of the tree whose sequence count was @hint_wseq.  Every change of
+ * the physical tree is a writer section under L that moves the sequence
+ * count (itree.h), so if it still reads @hint_wseq here, the tree is the
+ * one the walk validated: @hint is still linked and is what
+ * itn__tree_iter_first() would return (the lockless descent and
+ * iter_first are the same search).  Otherwise search again.
  */
-static struct itn_tnode *start_locked(struct itn_space *s,
-				      const struct itn_range *r, bool counted,
-				      uint64_t *cur_seq)
+static inline __attribute__((always_inline)) struct itn_tnode *
+start_locked_body(struct itn_space *s, const struct itn_range *r,
+		  bool counted, struct itn_tnode *hint, uint64_t hint_wseq,
+		  uint64_t *cur_seq)
 {
 	struct itn_tnode *n;
 	uint64_t st, seq;
@@ -142,7 +160,10 @@ static struct itn_tnode *start_locked(struct itn_space *s,
 	st = itn__busy_begin(s);
 	if (!counted)
 		st += ITN_ST_ONE;
-	n = itn__tree_iter_first(&s->phys, r->start, r->last);
+	if (hint && itn__tree_read_begin(&s->phys) == hint_wseq)
+		n = hint;
+	else
+		n = itn__tree_iter_first(&s->phys, r->start, r->last);
 	seq = itn__seq(s);
 	if (n && !(seq & 1)) {
 		seq |= 1;
@@ -153,6 +174,24 @@ static struct itn_tnode *start_locked(struct itn_space *s,
 	itn__unlock(s);
 	*cur_seq = seq;
 	return n;
+}
+
+/* No hint: BUSY was set, fast paths are off, or validation kept failing. */
+static ITN_NOINLINE struct itn_tnode *start_locked(struct itn_space *s,
+						   const struct itn_range *r,
+						   bool counted,
+						   uint64_t *cur_seq)
+{
+	return start_locked_body(s, r, counted, NULL, 0, cur_seq);
+}
+
+/* Counted, with the validated lockless hit @hint of the tree at @wseq. */
+static ITN_NOINLINE struct itn_tnode *start_hit(struct itn_space *s,
+					       const struct itn_range *r,
+					       struct itn_tnode *hint,
+					       uint64_t wseq, uint64_t *cur_seq)
+{
+	return start_locked_body(s, r, true, hint, wseq, cur_seq);
 }
 
 /* Push/pop the record of callbacks running on this thread. */
@@ -173,7 +212,7 @@ static int start_intervals(struct itn_space *s, const struct itn_range *r)
 {
 	struct itn__cb_frame frame;
 	struct itn_tnode *n;
-	uint64_t cur_seq, st;
+	uint64_t cur_seq, st, wseq = 0;
 
 	if (!count_in_fast(s, &st)) {
 		n = start_locked(s, r, false, &cur_seq);
@@ -182,10 +221,14 @@ static int start_intervals(struct itn_space *s, const struct itn_range *r)
 		 * ODD, stored after the odd seq. */
 		cur_seq = itn__seq(s);
 		n = itn__tree_iter_first(&s->phys, r->start, r->last);
-	} else if (phys_overlaps_rcu(s, r) == 0) {
-		n = NULL; /* Partial now: nothing to call */
 	} else {
-		n = start_locked(s, r, true, &cur_seq);
+		/* A validated miss: Partial now, nothing to call.  A hit, or
+		 * no validated walk: open the period under L. */
+		n = phys_search_rcu(s, r, &wseq);
+		if (n)
+			n = n == ITN_TREE_LOST
+				    ? start_locked(s, r, true, &cur_seq)
+				    : start_hit(s, r, n, wseq, &cur_seq);
 	}
 	if (!n)
 		return 0;
