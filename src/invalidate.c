@@ -45,13 +45,29 @@ _Thread_local struct itn__cb_frame *itn__cb_top
 
 uint64_t itn__end_period_locked(struct itn_space *s, uint64_t st)
 {
+	/*
+	 * Who may sleep on cv until the seq moves: readers of read.c, which
+	 * count themselves in read_waiters, and removers of sub.c, whose
+	 * subscription waits on the deferred list for this end.  Both
+	 * checked the seq and went to sleep under L, and the seq moves only
+	 * under L, so they are counted or listed by now: with neither, there
+	 * is nobody to wake.
+	 */
+	bool deferred = !cds_list_empty(&s->deferred);
+
 	/* Order matters: the deferred list is applied before the seq moves,
 	 * in the same locked section, so a waiter that sees the new seq finds
 	 * every change made (the kernel's v5.18 remove fix). */
-	itn__apply_deferred(s);
+	if (deferred)
+		itn__apply_deferred(s);
 	itn__set_global_seq(s, itn__seq(s) + 1);
-	itn__count(s, periods);
-	pthread_cond_broadcast(&s->cv);
+	/* Changed only here, under L: no atomic read-modify-write. */
+	atomic_store_explicit(&s->stats.periods,
+			      atomic_load_explicit(&s->stats.periods,
+						   memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	if (deferred || s->read_waiters)
+		pthread_cond_broadcast(&s->cv);
 	return st & ~ITN_ST_ODD;
 }
 

@@ -204,9 +204,16 @@ struct itn__counters {
  * @objs: subscriptions that still reference the space: inserted and not
  *	yet removed (no release) or released (release).
  * @released: itn_space_release() was called (@lock).
+ * @read_waiters: threads of read.c sleeping on @cv (@lock).  The last end
+ *	of a period broadcasts @cv only if there are some, or if the deferred
+ *	list is not empty: a remover sleeping on @cv (sub.c) always has its
+ *	subscription on the deferred list of the period it waits for.
  * @notifiers: classic notifiers, newest first (@lock; RCU readers).
  * @nnotifiers: how many (a lockless hint for the invalidation paths).
  * @classic_ends: invalidations counted out whose classic ends still run.
+ * @stats_pad: keeps @stats, written by every invalidation, off the cache
+ *	lines of the words above, which every invalidation reads (the space
+ *	is malloc'ed, so padding rather than _Alignas).
  * @stats: counters.
  */
 struct itn_space {
@@ -222,9 +229,11 @@ struct itn_space {
 	uint64_t subs;
 	_Atomic uint64_t objs;
 	bool released;
+	uint64_t read_waiters;
 	_Atomic(struct itn__notifier *) notifiers;
 	_Atomic uint64_t nnotifiers;
 	_Atomic uint64_t classic_ends;
+	char stats_pad[64];
 	struct itn__counters stats;
 };
 
@@ -341,7 +350,8 @@ void itn__apply_deferred(struct itn_space *s);
  * itn__end_period_locked() - the last invalidation of a period ends
  * (space lock and BUSY held, @st is the word without BUSY and with the
  * count already zero): apply the deferred list, make the seq even, wake
- * the waiters.  Returns the new state word.
+ * the waiters (if any: see itn_space.read_waiters).  Returns the new state
+ * word.
  */
 uint64_t itn__end_period_locked(struct itn_space *s, uint64_t st);
 

@@ -7,7 +7,10 @@
  * touched the subscription (its callback stored s, or it was inserted or
  * updated during the period): wait for the period to end, under the space
  * lock with the predicate rechecked there, since the seq changes only under
- * that lock (no lost wake-up).  Otherwise s is returned at once.
+ * that lock (no lost wake-up).  A waiter counts itself in read_waiters
+ * under the lock before it sleeps, because the end of a period broadcasts
+ * only when someone is counted (invalidate.c).  Otherwise s is returned at
+ * once.
  *
  * Why an unlocked pair is enough: if a callback of the running period S has
  * stored S (release) and we loaded it (acquire), the period was open when
@@ -45,9 +48,13 @@ static ITN_NOINLINE uint64_t wait_period(struct itn_space *s, uint64_t seq)
 	itn__lock(s);
 	if (itn__seq(s) == seq) {
 		itn__count(s, read_waits);
+		/* Counted under L before sleeping: the end that moves the
+		 * seq (under L) sees us and broadcasts. */
+		s->read_waiters++;
 		do
 			pthread_cond_wait(&s->cv, &s->lock);
 		while (itn__seq(s) == seq);
+		s->read_waiters--;
 	}
 	itn__unlock(s);
 	return seq;
@@ -114,9 +121,11 @@ ITN_EXPORT int itn_read_begin_timeout(struct itn_sub *psub,
 	itn__lock(s);
 	if (itn__seq(s) == seq) {
 		itn__count(s, read_waits);
+		s->read_waiters++; /* as in wait_period() */
 		while (itn__seq(s) == seq && err != ETIMEDOUT)
 			err = pthread_cond_timedwait(&s->cv, &s->lock,
 						     &deadline);
+		s->read_waiters--;
 	}
 	/* The period may have ended just as the wait timed out. */
 	if (itn__seq(s) != seq)
