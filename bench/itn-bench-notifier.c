@@ -86,6 +86,7 @@ static struct {
 	int n5_release; /* N5: 1 yes, 0 no, -1 both */
 	size_t align; /* the layout's objects: 0 = an array of struct obj */
 	unsigned paths; /* N2/N3: PATHS_FAST | PATHS_LOCKED */
+	uint64_t inval_rate; /* N6: invalidations/s per writer, 0 = no limit */
 } opt;
 
 /* N2/N3 --paths: libitn's lock-free fast paths, its locked paths alone
@@ -1502,13 +1503,52 @@ BENCH_INLINE void reader_body(const struct impl *im, struct n6_arg *a)
 	a->cpu_ns = thread_cpu_ns() - cpu0;
 }
 
+/*
+ * N6 --inval-rate: a writer starts its invalidations on a schedule of
+ * opt.inval_rate per second, sleeping (CLOCK_MONOTONIC, absolute) until
+ * the next one is due.  A writer that falls more than one interval
+ * behind starts the schedule again from now rather than catching up in
+ * a burst.
+ */
+struct pace {
+	uint64_t next, step; /* ns; step 0: no limit */
+};
+
+static void pace_init(struct pace *p)
+{
+	p->step = opt.inval_rate ? 1000000000u / opt.inval_rate : 0;
+	p->next = now_ns();
+}
+
+static void pace_wait(struct pace *p)
+{
+	uint64_t now;
+
+	if (!p->step)
+		return;
+	now = now_ns();
+	if (now < p->next) {
+		struct timespec ts = { (time_t)(p->next / 1000000000u),
+				       (long)(p->next % 1000000000u) };
+
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts,
+				       NULL) == EINTR)
+			;
+	} else if (now - p->next > p->step) {
+		p->next = now;
+	}
+	p->next += p->step;
+}
+
 BENCH_INLINE void writer_body(const struct impl *im, struct n6_arg *a)
 {
 	struct mirror *m = a->m;
 	uint64_t stale = 0, cpu0;
+	struct pace pace;
 
 	pthread_barrier_wait(&m->bar);
 	cpu0 = thread_cpu_ns();
+	pace_init(&pace);
 	for (uint64_t i = 0;
 	     !atomic_load_explicit(&m->stop, memory_order_relaxed); i++) {
 		uint64_t n = 1 + xs_next(&a->rng) %
@@ -1519,6 +1559,7 @@ BENCH_INLINE void writer_body(const struct impl *im, struct n6_arg *a)
 				   ((hi + 1) << PAGE_SHIFT) - 1 };
 		struct itn_range r = range_of(&q);
 
+		pace_wait(&pace);
 		mm_gate(m, true, i % 64 == 63);
 		if (im->inv_start(m->space, &r))
 			abort();
@@ -1700,6 +1741,7 @@ static void run_n6(void)
 		line_u(&l, "readers", nr);
 		line_u(&l, "writers", opt.writers);
 		line_u(&l, "pages", opt.pages);
+		line_u(&l, "inval_rate", opt.inval_rate);
 		line_f(&l, "faults_s", 0, fa);
 		line_f(&l, "base_faults_s", 0, fb);
 		line_f(&l, "ratio_faults", 3, fa / fb);
@@ -1778,7 +1820,7 @@ static const char usage[] =
 	"        [--iters N] [--passes N] [--churn N] [--w1-loops N]\n"
 	"        [--seconds S] [--threads LIST] [--readers LIST]\n"
 	"        [--writers N] [--pages N] [--release yes|no|both]\n"
-	"        [--align N] [--paths fast|locked|both]\n"
+	"        [--align N] [--paths fast|locked|both] [--inval-rate N]\n"
 	"Runs the N workloads of WORKLOADS.md, libitn against a kernel-style\n"
 	"baseline (one mutex per space) in the same process.  LIST is a\n"
 	"comma-separated list of thread counts; --threads (N4) and --readers\n"
@@ -1790,6 +1832,8 @@ static const char usage[] =
 	"0, the default: an array of the bench's 240-byte objects).\n"
 	"--paths (N2, N3): libitn with its lock-free fast paths, with its\n"
 	"locked paths alone, or both side by side (the default).\n"
+	"--inval-rate N (N6): each writer starts at most N invalidations per\n"
+	"second (0, the default: as fast as it can).\n"
 	"N4 and N6 use at most 3 repetitions per point.\n"
 	"--quick: a few seconds in all.\n";
 
@@ -1906,6 +1950,10 @@ int main(int argc, char **argv)
 			    (opt.align && opt.align < sizeof(void *)))
 				die("--align: 0 or a power of two >= %zu",
 				    sizeof(void *));
+		} else if (!strcmp(a, "--inval-rate")) {
+			opt.inval_rate = parse_num(a, v, 0);
+			if (opt.inval_rate > 1000000000u)
+				die("--inval-rate: at most 10^9");
 		} else if (!strcmp(a, "--paths")) {
 			if (!strcmp(v, "fast"))
 				opt.paths = PATHS_FAST;
