@@ -22,7 +22,7 @@ import subprocess
 import sys
 
 IDENT = ('threads', 'queries', 'align', 'readers', 'writers', 'release',
-         'paths')
+         'paths', 'inval_rate')
 
 
 def parse_value(v):
@@ -210,10 +210,16 @@ def table(stats, nruns):
                      span(d['ratio_w1'], rat, '×') +
                      f' (baseline {rat(d["base_ratio_w1"].med)}×)', met))
     n6 = sorted((k for k in stats if k[0] == 'N6'),
-                key=lambda k: (dict(k[1:])['readers'], dict(k[1:])['writers']))
+                key=lambda k: (dict(k[1:]).get('inval_rate', 0),
+                               dict(k[1:])['readers'],
+                               dict(k[1:])['writers']))
     for k in n6:
         d = stats[k]
         rd, wr = dict(k[1:])['readers'], dict(k[1:])['writers']
+        rate = dict(k[1:]).get('inval_rate', 0)
+        # --inval-rate: the writers were paced (the achieved rate is the
+        # invalidations/s row).
+        paced = f' @ {rate}/s' if rate else ''
         stale = d['stale'].hi + d['base_stale'].hi
         if rd == 2:
             r = d['ratio_faults'].med
@@ -222,15 +228,16 @@ def table(stats, nruns):
             goal, met = '(for reference)', '—'
         cpus = (f' (CPUs the threads got: {d["cpus"].med:.2f}, baseline '
                 f'{d["base_cpus"].med:.2f})' if 'cpus' in d else '')
-        rows.append((f'N6 {rd}R+{wr}W', f'faults/s, {rd} reader(s) + '
-                     f'{wr} writer(s){cpus}',
+        rows.append((f'N6 {rd}R+{wr}W{paced}', f'faults/s, {rd} reader(s) + '
+                     f'{wr} writer(s){paced}{cpus}',
                      span(d['faults_s']), span(d['base_faults_s']),
                      span(d['ratio_faults'], rat, '×'), goal,
                      span(d['ratio_faults'], rat, '×'), met))
-        rows.append((f'N6 {rd}R+{wr}W', 'invalidations/s',
+        rows.append((f'N6 {rd}R+{wr}W{paced}', 'invalidations/s',
                      span(d['invals_s']), span(d['base_invals_s']),
                      span(d['ratio_invals'], rat, '×'), '—', '—', '—'))
-        rows.append((f'N6 {rd}R+{wr}W', 'stale mappings (libitn / baseline)',
+        rows.append((f'N6 {rd}R+{wr}W{paced}',
+                     'stale mappings (libitn / baseline)',
                      f'{int(d["stale"].hi)}', f'{int(d["base_stale"].hi)}',
                      '—', '0', f'{int(stale)}',
                      'yes' if stale == 0 else '**no**'))
