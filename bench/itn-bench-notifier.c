@@ -625,12 +625,9 @@ BENCH_INLINE uint64_t churn_body(const struct impl *im, void *s,
 	return waits;
 }
 
-#define INSTANTIATE(impl_, sfx)                                             \
-	BENCH_NOINLINE static uint64_t bench_n1_loop_##sfx(struct obj *o,   \
-							   uint64_t iters)  \
-	{                                                                   \
-		return n1_body(&impl_, o, iters);                           \
-	}                                                                   \
+/* N2 (misses) and N3 (hits): the same body under two names, for
+ * callgrind. */
+#define STARTEND_LOOPS(impl_, sfx)                                          \
 	BENCH_NOINLINE static void bench_miss_loop_##sfx(                   \
 		void *s, const struct query *q, size_t nq, unsigned passes) \
 	{                                                                   \
@@ -640,7 +637,15 @@ BENCH_INLINE uint64_t churn_body(const struct impl *im, void *s,
 		void *s, const struct query *q, size_t nq, unsigned passes) \
 	{                                                                   \
 		startend_body(&impl_, s, q, nq, passes);                    \
+	}
+
+#define INSTANTIATE(impl_, sfx)                                             \
+	BENCH_NOINLINE static uint64_t bench_n1_loop_##sfx(struct obj *o,   \
+							   uint64_t iters)  \
+	{                                                                   \
+		return n1_body(&impl_, o, iters);                           \
 	}                                                                   \
+	STARTEND_LOOPS(impl_, sfx)                                          \
 	BENCH_NOINLINE static uint64_t bench_churn_loop_##sfx(              \
 		void *s, struct obj *ring, const struct query *q,           \
 		size_t nring, uint64_t pairs, bool rel, uint64_t *wait_ns)  \
@@ -654,20 +659,7 @@ INSTANTIATE(bl_impl, bl)
 
 /* N2/N3 with the fast paths off: libitn again, under its own names so
  * that callgrind counts the locked paths apart. */
-BENCH_NOINLINE static void bench_miss_loop_itn_locked(void *s,
-						      const struct query *q,
-						      size_t nq,
-						      unsigned passes)
-{
-	startend_body(&itn_impl, s, q, nq, passes);
-}
-
-BENCH_NOINLINE static void bench_hit_loop_itn_locked(void *s,
-						     const struct query *q,
-						     size_t nq, unsigned passes)
-{
-	startend_body(&itn_impl, s, q, nq, passes);
-}
+STARTEND_LOOPS(itn_impl, itn_locked)
 
 static uint64_t (*const n1_loop[NR_IMPL])(struct obj *,
 					  uint64_t) = { bench_n1_loop_itn,
