@@ -16,7 +16,7 @@
  *	failing validation, continues on the slow path while counted: under
  *	L and BUSY, open the period if it hits.  A validated hit is handed
  *	over with the tree's sequence count, and the slow path searches
- *	again only if the tree changed since (start_locked()).
+ *	again only if the tree changed since (start_hit()).
  *  end, not the last of a period: count out.
  *
  * Why the lock holders need BUSY: an insert in Idle must not miss an
@@ -125,7 +125,7 @@ static bool count_in_fast(struct itn_space *s, uint64_t *stp)
  * validated hit, with the tree's sequence count of the walk in *@wseq;
  * ITN_TREE_LOST if validation kept failing.  A hit is only a hint once
  * the read section is left (the node may leave the tree and be freed):
- * start_locked() uses it only if the tree has not changed since.
+ * start_hit() uses it only if the tree has not changed since.
  */
 static struct itn_tnode *phys_search_rcu(struct itn_space *s,
 					 const struct itn_range *r,
