@@ -136,10 +136,24 @@ static inline void set_parent(node_t *n, node_t *p)
 }
 
 /*
- * Writer sections.  The opening store may be relaxed: every store that a
- * reader could observe inside the section is a release store, which orders
- * the odd wseq before it.  The closing release store pairs with
- * itn__tree_read_begin().
+ * Writer sections.  A lockless reader validates its walk by reading wseq
+ * before and after it (itn__tree_read_begin/_valid); the walk's loads are
+ * acquire loads.  For that to work, a reader whose walk saw any store of a
+ * section must see, in its closing read, a wseq at least as new as the odd
+ * value that opened the section.  Every store to the tree that a reader
+ * can observe is therefore a release store, sequenced after the opening
+ * store of wseq: the acquire load that reads it synchronizes with it, so
+ * the opening store happens before the reader's closing read of wseq,
+ * which then cannot return the even value the walk started with.  This
+ * covers the child links and maxima (pub_*(), change_child()) and also
+ * the stores that initialise a node before it is linked (insert_body(),
+ * itn__tnode_init()): the node may be one that a reader reached before it
+ * was removed, and with relaxed stores a weakly ordered machine (Arm,
+ * POWER) could make its new start/last/children visible before the odd
+ * wseq, and the reader would validate a walk that mixed the two intervals.
+ * The opening store itself may be relaxed, since those release stores
+ * order it.  The closing release store pairs with itn__tree_read_begin().
+ * On x86 a release store is a plain mov: this costs no instruction.
  */
 static inline void write_begin(struct itn_tree *t)
 {
@@ -238,14 +252,20 @@ void itn__tree_init(struct itn_tree *t)
 	atomic_init(&t->wseq, 0);
 }
 
+/*
+ * Atomic release stores rather than atomic_init(): if @n was in a tree, a
+ * lockless reader may still be looking at it.  Its walk started before
+ * the section that removed @n ended, so a reader that sees these values
+ * also sees that wseq moved (write_begin()) and fails validation.
+ */
 void itn__tnode_init(struct itn_tnode *n)
 {
-	atomic_init(&n->left, NULL);
-	atomic_init(&n->right, NULL);
+	atomic_store_explicit(&n->left, NULL, memory_order_release);
+	atomic_store_explicit(&n->right, NULL, memory_order_release);
 	n->parent_color = (uintptr_t)n;
-	atomic_init(&n->start, 0);
-	atomic_init(&n->last, 0);
-	atomic_init(&n->subtree_last, 0);
+	atomic_store_explicit(&n->start, 0, memory_order_release);
+	atomic_store_explicit(&n->last, 0, memory_order_release);
+	atomic_store_explicit(&n->subtree_last, 0, memory_order_release);
 }
 
 /*
@@ -302,12 +322,17 @@ static inline void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
 	_Atomic(node_t *) *link = &t->root;
 	node_t *parent = NULL, *p;
 
-	/* Initialise before the linking release store publishes the node. */
-	atomic_store_explicit(&n->left, NULL, memory_order_relaxed);
-	atomic_store_explicit(&n->right, NULL, memory_order_relaxed);
-	atomic_store_explicit(&n->start, start, memory_order_relaxed);
-	atomic_store_explicit(&n->last, last, memory_order_relaxed);
-	atomic_store_explicit(&n->subtree_last, last, memory_order_relaxed);
+	/*
+	 * Initialise before the linking release store publishes the node.
+	 * Release stores, not relaxed ones: a reader may still hold @n from
+	 * before it was removed (a move, or a remove and an insert), and
+	 * must not see the new values without the odd wseq (write_begin()).
+	 */
+	atomic_store_explicit(&n->left, NULL, memory_order_release);
+	atomic_store_explicit(&n->right, NULL, memory_order_release);
+	atomic_store_explicit(&n->start, start, memory_order_release);
+	atomic_store_explicit(&n->last, last, memory_order_release);
+	atomic_store_explicit(&n->subtree_last, last, memory_order_release);
 
 	/* Raise the maxima on the way down: they only ever over-approximate
 	 * until the node is linked, which is harmless to readers. */

@@ -23,8 +23,10 @@
  *    never crashes and never loops (a step guard ends it).
  *
  * Writer rules that make the lockless walk safe (rcu-design.md §5.3):
- *   1. every child-pointer and subtree_last store is a release store, and a
- *      node's fields are initialised before the store that links it;
+ *   1. every store a reader can observe is a release store, after the odd
+ *      wseq (so a reader that sees it fails validation): child pointers,
+ *      subtree_last, and a node's fields, which are initialised before
+ *      the store that links it (itree.c, "Writer sections");
  *   2. rotations detach before they re-attach, so a descending reader never
  *      meets a cycle;
  *   3. memory of a removed node is reused or freed only after an RCU grace
