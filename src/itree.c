@@ -29,6 +29,13 @@
 typedef struct itn_tnode node_t;
 
 /*
+ * For the bodies shared by insert/remove and move: gcc stops inlining
+ * them once they have two callers, and the call then costs the hot path
+ * its prologue and epilogue.
+ */
+#define ITREE_INLINE static inline __attribute__((always_inline))
+
+/*
  * Loads of writers and frozen walks.  Every function of this file except
  * the lockless walk (the _rcu functions and their rd_*() loads) runs under
  * the writers' lock or on a tree that does not change (itree.h), so no
@@ -274,7 +281,7 @@ void itn__tnode_init(struct itn_tnode *n)
  * Black uncle: at most two rotations end it; the node that takes g's place
  * is black, so the loop stops there.
  */
-static inline void insert_fixup(struct itn_tree *t, node_t *n)
+ITREE_INLINE void insert_fixup(struct itn_tree *t, node_t *n)
 {
 	node_t *p, *g, *u;
 
@@ -316,8 +323,8 @@ static inline void insert_fixup(struct itn_tree *t, node_t *n)
 }
 
 /* Link @n as [start, last] (writer section open). */
-static inline void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
-			       uint64_t last)
+ITREE_INLINE void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
+			      uint64_t last)
 {
 	_Atomic(node_t *) *link = &t->root;
 	node_t *parent = NULL, *p;
@@ -388,7 +395,7 @@ static inline void propagate(node_t *n, const node_t *stop, uint64_t gone)
  * the subtree at @x (NULL at first), child of @p, is one black short.  Its
  * sibling w exists, since w's side has a black height of at least one.
  */
-static inline void remove_fixup(struct itn_tree *t, node_t *x, node_t *p)
+ITREE_INLINE void remove_fixup(struct itn_tree *t, node_t *x, node_t *p)
 {
 	node_t *w;
 
@@ -445,7 +452,7 @@ static inline node_t *subtree_min(node_t *n)
 }
 
 /* Unlink @z (writer section open). */
-static inline void remove_body(struct itn_tree *t, node_t *z)
+ITREE_INLINE void remove_body(struct itn_tree *t, node_t *z)
 {
 	node_t *zl, *zr, *zp, *x, *xp, *y, *unbalanced;
 
