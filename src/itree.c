@@ -29,9 +29,9 @@
 typedef struct itn_tnode node_t;
 
 /*
- * For the bodies shared by insert/remove and move: gcc stops inlining
- * them once they have two callers, and the call then costs the hot path
- * its prologue and epilogue.
+ * For the bodies shared by insert/remove and move, and the lockless
+ * descent: gcc stops inlining them once they have two callers, and the
+ * call then costs the hot path its prologue and epilogue.
  */
 #define ITREE_INLINE static inline __attribute__((always_inline))
 
@@ -543,28 +543,43 @@ int itn__tree_move(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
 }
 
 /*
+ * One step of the kernel's descent, at node @cur, in the subtree of which
+ * lies the leftmost node x with last >= @start (the caller knows some node
+ * of it reaches @start).  If @cur's left subtree reaches @start, x is in
+ * it.  Otherwise, if @cur reaches @start, x is @cur; it overlaps when it
+ * starts by @last, and if it does not, no node after it does either, so
+ * the search ends.  Otherwise x is in @cur's right subtree.  Cond1
+ * (start(cur) <= last) is tested only at x: a node passed on the right
+ * has last(cur) < start <= last, so it starts before @last anyway.
+ * @ld is the family of loads (ld_ or rd_); @start and @last are the
+ * caller's.  The step leaves the child in @next, a variable other than
+ * @cur: the loops below alternate two variables, so a step is a load and
+ * two tests, without the register move a single variable would need.
+ */
+#define DESCEND_STEP(ld, cur, next)                                         \
+	do {                                                                \
+		next = ld##left(cur);                                       \
+		if (!next || start > ld##max(next)) {                       \
+			if (start <= ld##last(cur))                         \
+				return ld##start(cur) <= last ? cur : NULL; \
+			next = ld##right(cur);                              \
+			if (!next || start > ld##max(next))                 \
+				return NULL;                                \
+		}                                                           \
+	} while (0)
+
+/*
  * Writer-side search (consistent tree): the leftmost node of the subtree at
  * @n overlapping [start, last], given that some node of that subtree has
  * last >= start.
  */
-static node_t *subtree_search(node_t *n, uint64_t start, uint64_t last)
+static inline node_t *subtree_search(node_t *n, uint64_t start, uint64_t last)
 {
-	for (;;) {
-		node_t *l = ld_left(n);
+	node_t *m;
 
-		if (l && start <= ld_max(l)) {
-			/* The leftmost node with last >= start is in l: if it
-			 * does not start by @last, nothing right of it does. */
-			n = l;
-			continue;
-		}
-		if (ld_start(n) > last)
-			return NULL;
-		if (start <= ld_last(n))
-			return n;
-		n = ld_right(n);
-		if (!n || start > ld_max(n))
-			return NULL;
+	for (;;) {
+		DESCEND_STEP(ld_, n, m);
+		DESCEND_STEP(ld_, m, n);
 	}
 }
 
@@ -601,10 +616,10 @@ struct itn_tnode *itn__tree_iter_next(const struct itn_tnode *cn,
 				return NULL;
 			r = ld_right(n);
 		} while (r == prev);
-		if (ld_start(n) > last)
-			return NULL;
+		/* As in DESCEND_STEP(): n is the first node after the
+		 * visited ones, and decides only if it reaches @start. */
 		if (start <= ld_last(n))
-			return n;
+			return ld_start(n) <= last ? n : NULL;
 	}
 }
 
@@ -652,59 +667,51 @@ static inline uint64_t rd_last(const node_t *n)
 }
 
 /*
- * No lower key: the kernel's descent, lockless.  The leftmost node whose
- * last reaches @start decides: if it does not start by @last, no node to
- * its right does either, so the walk never comes back up.
+ * No lower key: the kernel's descent, lockless, with the acquire loads.
+ * The guard is tested once every four steps: a walk of more than
+ * ITN_TREE_MAX_DEPTH steps, longer than any walk of a valid tree, ends
+ * with ITN_TREE_LOST.
  */
-static node_t *search_first_rcu(const struct itn_tree *t, uint64_t start,
-				uint64_t last)
+ITREE_INLINE node_t *
+search_first_rcu(const struct itn_tree *t, uint64_t start, uint64_t last)
 {
 	node_t *n = atomic_load_explicit(&t->root, memory_order_acquire);
-	unsigned int steps = 0;
+	unsigned int budget = ITN_TREE_MAX_DEPTH / 4;
+	node_t *m;
+
+	_Static_assert(ITN_TREE_MAX_DEPTH / 4 * 4 > 2 * 64,
+		       "the guard must let a walk of a valid tree finish");
 
 	if (!n || rd_max(n) < start)
 		return NULL;
 	for (;;) {
-		node_t *l = rd_left(n);
-
-		if (++steps > ITN_TREE_MAX_DEPTH)
+		if (!budget--)
 			return ITN_TREE_LOST;
-		if (l && start <= rd_max(l)) {
-			n = l;
-			continue;
-		}
-		if (rd_start(n) > last)
-			return NULL;
-		if (start <= rd_last(n))
-			return n;
-		n = rd_right(n);
-		if (!n || start > rd_max(n))
-			return NULL;
+		DESCEND_STEP(rd_, n, m);
+		DESCEND_STEP(rd_, m, n);
+		DESCEND_STEP(rd_, n, m);
+		DESCEND_STEP(rd_, m, n);
 	}
 }
 
-struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
-				       uint64_t start, uint64_t last,
-				       const struct itn_tkey *after,
-				       size_t order_off)
+/*
+ * With a lower key, the leftmost node reaching @start may be at or before
+ * @after, so the walk is in order, with pruning: a subtree whose maximum is
+ * below @start holds no overlap; a node (and its left subtree) at or before
+ * @after is skipped; the first node starting beyond @last ends the walk.  A
+ * node waits on the stack while its left subtree, if that may hold an
+ * overlap, is searched.  Each step reads a node's fields with acquire
+ * loads; the guards bound the walk if a writer reshapes the tree under it.
+ * Out of line: its stack would otherwise be set up for every search.
+ */
+static __attribute__((noinline)) node_t *
+search_after_rcu(const struct itn_tree *t, uint64_t start, uint64_t last,
+		 const struct itn_tkey *after, size_t order_off)
 {
 	node_t *stack[ITN_TREE_MAX_DEPTH];
 	unsigned int sp = 0, steps = 0;
-	node_t *n;
+	node_t *n = atomic_load_explicit(&t->root, memory_order_acquire);
 
-	if (!after)
-		return search_first_rcu(t, start, last);
-	/*
-	 * With a lower key, the leftmost node reaching @start may be at or
-	 * before @after, so the walk is in order, with pruning: a subtree
-	 * whose maximum is below @start holds no overlap; a node (and its
-	 * left subtree) at or before @after is skipped; the first node
-	 * starting beyond @last ends the walk.  A node waits on the stack
-	 * while its left subtree, if that may hold an overlap, is searched.
-	 * Each step reads a node's fields with acquire loads; the guards
-	 * bound the walk if a writer reshapes the tree under it.
-	 */
-	n = atomic_load_explicit(&t->root, memory_order_acquire);
 	for (;;) {
 		node_t *l;
 
@@ -731,6 +738,20 @@ struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
 			return n;
 		n = rd_right(n);
 	}
+}
+
+struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
+				       uint64_t start, uint64_t last,
+				       const struct itn_tkey *after,
+				       size_t order_off)
+{
+	if (start > last) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (after)
+		return search_after_rcu(t, start, last, after, order_off);
+	return search_first_rcu(t, start, last);
 }
 
 struct itn_tnode *itn__tree_first_rcu(const struct itn_tree *t,

@@ -147,7 +147,11 @@ int itn__tree_move(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
 struct itn_tnode *itn__tree_iter_first(const struct itn_tree *t,
 				       uint64_t start, uint64_t last);
 
-/* itn__tree_iter_next() - the next node after @n overlapping [start, last]. */
+/*
+ * itn__tree_iter_next() - the next node after @n overlapping [start, last].
+ * @n is the result of itn__tree_iter_first() or _next() for the same
+ * [start, last], so start <= last (not checked again here).
+ */
 struct itn_tnode *itn__tree_iter_next(const struct itn_tnode *n,
 				      uint64_t start, uint64_t last);
 
@@ -182,7 +186,7 @@ static inline bool itn__tree_read_valid(const struct itn_tree *t, uint64_t s)
  * Returns the node, NULL, or ITN_TREE_LOST if the walk was cut short by its
  * guards (only possible when a writer ran concurrently).  The result means
  * something only if the caller then validates the read section.
- * Requires start <= last (callers validate their input).
+ * A query with start > last is rejected: NULL, errno = EINVAL.
  */
 struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
 				       uint64_t start, uint64_t last,
@@ -192,6 +196,7 @@ struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
 /*
  * itn__tree_first_rcu() - convenience: one validated search.  Sets *@valid
  * to whether the walk was validated; the result is meaningful only then.
+ * A query with start > last is rejected: NULL, errno = EINVAL.
  */
 struct itn_tnode *itn__tree_first_rcu(const struct itn_tree *t,
 				      uint64_t start, uint64_t last,
