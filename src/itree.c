@@ -29,6 +29,13 @@
 typedef struct itn_tnode node_t;
 
 /*
+ * For the bodies shared by insert/remove and move, and the lockless
+ * descent: gcc stops inlining them once they have two callers, and the
+ * call then costs the hot path its prologue and epilogue.
+ */
+#define ITREE_INLINE static inline __attribute__((always_inline))
+
+/*
  * Loads of writers and frozen walks.  Every function of this file except
  * the lockless walk (the _rcu functions and their rd_*() loads) runs under
  * the writers' lock or on a tree that does not change (itree.h), so no
@@ -136,10 +143,24 @@ static inline void set_parent(node_t *n, node_t *p)
 }
 
 /*
- * Writer sections.  The opening store may be relaxed: every store that a
- * reader could observe inside the section is a release store, which orders
- * the odd wseq before it.  The closing release store pairs with
- * itn__tree_read_begin().
+ * Writer sections.  A lockless reader validates its walk by reading wseq
+ * before and after it (itn__tree_read_begin/_valid); the walk's loads are
+ * acquire loads.  For that to work, a reader whose walk saw any store of a
+ * section must see, in its closing read, a wseq at least as new as the odd
+ * value that opened the section.  Every store to the tree that a reader
+ * can observe is therefore a release store, sequenced after the opening
+ * store of wseq: the acquire load that reads it synchronizes with it, so
+ * the opening store happens before the reader's closing read of wseq,
+ * which then cannot return the even value the walk started with.  This
+ * covers the child links and maxima (pub_*(), change_child()) and also
+ * the stores that initialise a node before it is linked (insert_body(),
+ * itn__tnode_init()): the node may be one that a reader reached before it
+ * was removed, and with relaxed stores a weakly ordered machine (Arm,
+ * POWER) could make its new start/last/children visible before the odd
+ * wseq, and the reader would validate a walk that mixed the two intervals.
+ * The opening store itself may be relaxed, since those release stores
+ * order it.  The closing release store pairs with itn__tree_read_begin().
+ * On x86 a release store is a plain mov: this costs no instruction.
  */
 static inline void write_begin(struct itn_tree *t)
 {
@@ -234,18 +255,23 @@ static inline void rotate_right(struct itn_tree *t, node_t *x, uintptr_t xc,
 void itn__tree_init(struct itn_tree *t)
 {
 	atomic_init(&t->root, NULL);
-	t->leftmost = NULL;
 	atomic_init(&t->wseq, 0);
 }
 
+/*
+ * Atomic release stores rather than atomic_init(): if @n was in a tree, a
+ * lockless reader may still be looking at it.  Its walk started before
+ * the section that removed @n ended, so a reader that sees these values
+ * also sees that wseq moved (write_begin()) and fails validation.
+ */
 void itn__tnode_init(struct itn_tnode *n)
 {
-	atomic_init(&n->left, NULL);
-	atomic_init(&n->right, NULL);
+	atomic_store_explicit(&n->left, NULL, memory_order_release);
+	atomic_store_explicit(&n->right, NULL, memory_order_release);
 	n->parent_color = (uintptr_t)n;
-	atomic_init(&n->start, 0);
-	atomic_init(&n->last, 0);
-	atomic_init(&n->subtree_last, 0);
+	atomic_store_explicit(&n->start, 0, memory_order_release);
+	atomic_store_explicit(&n->last, 0, memory_order_release);
+	atomic_store_explicit(&n->subtree_last, 0, memory_order_release);
 }
 
 /*
@@ -254,7 +280,7 @@ void itn__tnode_init(struct itn_tnode *n)
  * Black uncle: at most two rotations end it; the node that takes g's place
  * is black, so the loop stops there.
  */
-static inline void insert_fixup(struct itn_tree *t, node_t *n)
+ITREE_INLINE void insert_fixup(struct itn_tree *t, node_t *n)
 {
 	node_t *p, *g, *u;
 
@@ -296,18 +322,23 @@ static inline void insert_fixup(struct itn_tree *t, node_t *n)
 }
 
 /* Link @n as [start, last] (writer section open). */
-static inline void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
-			       uint64_t last)
+ITREE_INLINE void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
+			      uint64_t last)
 {
 	_Atomic(node_t *) *link = &t->root;
 	node_t *parent = NULL, *p;
 
-	/* Initialise before the linking release store publishes the node. */
-	atomic_store_explicit(&n->left, NULL, memory_order_relaxed);
-	atomic_store_explicit(&n->right, NULL, memory_order_relaxed);
-	atomic_store_explicit(&n->start, start, memory_order_relaxed);
-	atomic_store_explicit(&n->last, last, memory_order_relaxed);
-	atomic_store_explicit(&n->subtree_last, last, memory_order_relaxed);
+	/*
+	 * Initialise before the linking release store publishes the node.
+	 * Release stores, not relaxed ones: a reader may still hold @n from
+	 * before it was removed (a move, or a remove and an insert), and
+	 * must not see the new values without the odd wseq (write_begin()).
+	 */
+	atomic_store_explicit(&n->left, NULL, memory_order_release);
+	atomic_store_explicit(&n->right, NULL, memory_order_release);
+	atomic_store_explicit(&n->start, start, memory_order_release);
+	atomic_store_explicit(&n->last, last, memory_order_release);
+	atomic_store_explicit(&n->subtree_last, last, memory_order_release);
 
 	/* Raise the maxima on the way down: they only ever over-approximate
 	 * until the node is linked, which is harmless to readers. */
@@ -322,9 +353,6 @@ static inline void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
 	}
 	n->parent_color = (uintptr_t)parent; /* red */
 	atomic_store_explicit(link, n, memory_order_release);
-	/* Equal starts go right, so n is leftmost iff it starts first. */
-	if (!t->leftmost || start < ld_start(t->leftmost))
-		t->leftmost = n;
 	insert_fixup(t, n);
 }
 
@@ -363,7 +391,7 @@ static inline void propagate(node_t *n, const node_t *stop, uint64_t gone)
  * the subtree at @x (NULL at first), child of @p, is one black short.  Its
  * sibling w exists, since w's side has a black height of at least one.
  */
-static inline void remove_fixup(struct itn_tree *t, node_t *x, node_t *p)
+ITREE_INLINE void remove_fixup(struct itn_tree *t, node_t *x, node_t *p)
 {
 	node_t *w;
 
@@ -420,15 +448,13 @@ static inline node_t *subtree_min(node_t *n)
 }
 
 /* Unlink @z (writer section open). */
-static inline void remove_body(struct itn_tree *t, node_t *z)
+ITREE_INLINE void remove_body(struct itn_tree *t, node_t *z)
 {
 	node_t *zl, *zr, *zp, *x, *xp, *y, *unbalanced;
 
 	zl = ld_left(z);
 	zr = ld_right(z);
 	zp = parent_of(z);
-	if (t->leftmost == z) /* then z has no left child */
-		t->leftmost = zr ? subtree_min(zr) : zp;
 
 	/*
 	 * A node with a single child is black and its child is a red leaf
@@ -511,28 +537,43 @@ int itn__tree_move(struct itn_tree *t, struct itn_tnode *n, uint64_t start,
 }
 
 /*
+ * One step of the kernel's descent, at node @cur, in the subtree of which
+ * lies the leftmost node x with last >= @start (the caller knows some node
+ * of it reaches @start).  If @cur's left subtree reaches @start, x is in
+ * it.  Otherwise, if @cur reaches @start, x is @cur; it overlaps when it
+ * starts by @last, and if it does not, no node after it does either, so
+ * the search ends.  Otherwise x is in @cur's right subtree.  Cond1
+ * (start(cur) <= last) is tested only at x: a node passed on the right
+ * has last(cur) < start <= last, so it starts before @last anyway.
+ * @ld is the family of loads (ld_ or rd_); @start and @last are the
+ * caller's.  The step leaves the child in @next, a variable other than
+ * @cur: the loops below alternate two variables, so a step is a load and
+ * two tests, without the register move a single variable would need.
+ */
+#define DESCEND_STEP(ld, cur, next)                                         \
+	do {                                                                \
+		next = ld##left(cur);                                       \
+		if (!next || start > ld##max(next)) {                       \
+			if (start <= ld##last(cur))                         \
+				return ld##start(cur) <= last ? cur : NULL; \
+			next = ld##right(cur);                              \
+			if (!next || start > ld##max(next))                 \
+				return NULL;                                \
+		}                                                           \
+	} while (0)
+
+/*
  * Writer-side search (consistent tree): the leftmost node of the subtree at
  * @n overlapping [start, last], given that some node of that subtree has
  * last >= start.
  */
-static node_t *subtree_search(node_t *n, uint64_t start, uint64_t last)
+static inline node_t *subtree_search(node_t *n, uint64_t start, uint64_t last)
 {
-	for (;;) {
-		node_t *l = ld_left(n);
+	node_t *m;
 
-		if (l && start <= ld_max(l)) {
-			/* The leftmost node with last >= start is in l: if it
-			 * does not start by @last, nothing right of it does. */
-			n = l;
-			continue;
-		}
-		if (ld_start(n) > last)
-			return NULL;
-		if (start <= ld_last(n))
-			return n;
-		n = ld_right(n);
-		if (!n || start > ld_max(n))
-			return NULL;
+	for (;;) {
+		DESCEND_STEP(ld_, n, m);
+		DESCEND_STEP(ld_, m, n);
 	}
 }
 
@@ -546,8 +587,7 @@ struct itn_tnode *itn__tree_iter_first(const struct itn_tree *t,
 		return NULL;
 	}
 	/* O(1) rejection of queries entirely right or left of the tree. */
-	if (!root || ld_max(root) < start ||
-	    ld_start(t->leftmost) > last)
+	if (!root || ld_max(root) < start)
 		return NULL;
 	return subtree_search(root, start, last);
 }
@@ -569,10 +609,10 @@ struct itn_tnode *itn__tree_iter_next(const struct itn_tnode *cn,
 				return NULL;
 			r = ld_right(n);
 		} while (r == prev);
-		if (ld_start(n) > last)
-			return NULL;
+		/* As in DESCEND_STEP(): n is the first node after the
+		 * visited ones, and decides only if it reaches @start. */
 		if (start <= ld_last(n))
-			return n;
+			return ld_start(n) <= last ? n : NULL;
 	}
 }
 
@@ -620,59 +660,51 @@ static inline uint64_t rd_last(const node_t *n)
 }
 
 /*
- * No lower key: the kernel's descent, lockless.  The leftmost node whose
- * last reaches @start decides: if it does not start by @last, no node to
- * its right does either, so the walk never comes back up.
+ * No lower key: the kernel's descent, lockless, with the acquire loads.
+ * The guard is tested once every four steps: a walk of more than
+ * ITN_TREE_MAX_DEPTH steps, longer than any walk of a valid tree, ends
+ * with ITN_TREE_LOST.
  */
-static node_t *search_first_rcu(const struct itn_tree *t, uint64_t start,
-				uint64_t last)
+ITREE_INLINE node_t *
+search_first_rcu(const struct itn_tree *t, uint64_t start, uint64_t last)
 {
 	node_t *n = atomic_load_explicit(&t->root, memory_order_acquire);
-	unsigned int steps = 0;
+	unsigned int budget = ITN_TREE_MAX_DEPTH / 4;
+	node_t *m;
+
+	_Static_assert(ITN_TREE_MAX_DEPTH / 4 * 4 > 2 * 64,
+		       "the guard must let a walk of a valid tree finish");
 
 	if (!n || rd_max(n) < start)
 		return NULL;
 	for (;;) {
-		node_t *l = rd_left(n);
-
-		if (++steps > ITN_TREE_MAX_DEPTH)
+		if (!budget--)
 			return ITN_TREE_LOST;
-		if (l && start <= rd_max(l)) {
-			n = l;
-			continue;
-		}
-		if (rd_start(n) > last)
-			return NULL;
-		if (start <= rd_last(n))
-			return n;
-		n = rd_right(n);
-		if (!n || start > rd_max(n))
-			return NULL;
+		DESCEND_STEP(rd_, n, m);
+		DESCEND_STEP(rd_, m, n);
+		DESCEND_STEP(rd_, n, m);
+		DESCEND_STEP(rd_, m, n);
 	}
 }
 
-struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
-				       uint64_t start, uint64_t last,
-				       const struct itn_tkey *after,
-				       size_t order_off)
+/*
+ * With a lower key, the leftmost node reaching @start may be at or before
+ * @after, so the walk is in order, with pruning: a subtree whose maximum is
+ * below @start holds no overlap; a node (and its left subtree) at or before
+ * @after is skipped; the first node starting beyond @last ends the walk.  A
+ * node waits on the stack while its left subtree, if that may hold an
+ * overlap, is searched.  Each step reads a node's fields with acquire
+ * loads; the guards bound the walk if a writer reshapes the tree under it.
+ * Out of line: its stack would otherwise be set up for every search.
+ */
+static __attribute__((noinline)) node_t *
+search_after_rcu(const struct itn_tree *t, uint64_t start, uint64_t last,
+		 const struct itn_tkey *after, size_t order_off)
 {
 	node_t *stack[ITN_TREE_MAX_DEPTH];
 	unsigned int sp = 0, steps = 0;
-	node_t *n;
+	node_t *n = atomic_load_explicit(&t->root, memory_order_acquire);
 
-	if (!after)
-		return search_first_rcu(t, start, last);
-	/*
-	 * With a lower key, the leftmost node reaching @start may be at or
-	 * before @after, so the walk is in order, with pruning: a subtree
-	 * whose maximum is below @start holds no overlap; a node (and its
-	 * left subtree) at or before @after is skipped; the first node
-	 * starting beyond @last ends the walk.  A node waits on the stack
-	 * while its left subtree, if that may hold an overlap, is searched.
-	 * Each step reads a node's fields with acquire loads; the guards
-	 * bound the walk if a writer reshapes the tree under it.
-	 */
-	n = atomic_load_explicit(&t->root, memory_order_acquire);
 	for (;;) {
 		node_t *l;
 
@@ -699,6 +731,20 @@ struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
 			return n;
 		n = rd_right(n);
 	}
+}
+
+struct itn_tnode *itn__tree_search_rcu(const struct itn_tree *t,
+				       uint64_t start, uint64_t last,
+				       const struct itn_tkey *after,
+				       size_t order_off)
+{
+	if (start > last) {
+		errno = EINVAL;
+		return NULL;
+	}
+	if (after)
+		return search_after_rcu(t, start, last, after, order_off);
+	return search_first_rcu(t, start, last);
 }
 
 struct itn_tnode *itn__tree_first_rcu(const struct itn_tree *t,
@@ -777,7 +823,7 @@ long itn__tree_check(const struct itn_tree *t, size_t order_off,
 {
 	const node_t *root = atomic_load_explicit(&t->root,
 						  memory_order_relaxed);
-	const node_t *prev = NULL, *lm;
+	const node_t *prev = NULL;
 	const char *dummy;
 	long count = 0;
 
@@ -788,25 +834,13 @@ long itn__tree_check(const struct itn_tree *t, size_t order_off,
 		*why = "a writer section is open";
 		return -1;
 	}
-	if (!root) {
-		if (t->leftmost) {
-			*why = "empty tree with a leftmost node";
-			return -1;
-		}
+	if (!root)
 		return 0;
-	}
 	if (is_red(root)) {
 		*why = "red root";
 		return -1;
 	}
 	if (check_subtree(root, NULL, order_off, &count, &prev, why) < 0)
 		return -1;
-	lm = root;
-	while (ld_left(lm))
-		lm = ld_left(lm);
-	if (t->leftmost != lm) {
-		*why = "cached leftmost is not the leftmost node";
-		return -1;
-	}
 	return count;
 }

@@ -838,7 +838,7 @@ static void disjoint_queries_are_rejected(void **state)
 		do_insert(&m, i, s, s + below(&rng, 2000 - s + 1));
 	}
 	full_check(&m);
-	/* Left of everything: the cached leftmost rejects it. */
+	/* Left of everything: the leftmost node reaching it starts too late. */
 	assert_null(itn__tree_iter_first(&m.tree, 0, 999));
 	assert_null(itn__tree_iter_first(&m.tree, 0, 0));
 	assert_null(itn__tree_search_rcu(&m.tree, 0, 999, NULL, ORDER_OFF));
@@ -863,9 +863,11 @@ static void disjoint_queries_are_rejected(void **state)
 static void bad_input_is_rejected(void **state)
 {
 	enum { N = 16 };
+	struct itn_tkey after = { 0, 0 };
 	struct model m;
 	uint64_t w;
 	struct itn_tnode *it;
+	bool valid;
 
 	(void)state;
 	model_init(&m, N, 9);
@@ -904,6 +906,17 @@ static void bad_input_is_rejected(void **state)
 	assert_int_equal(errno, EINVAL);
 	errno = 0;
 	assert_null(itn__tree_iter_first(&m.tree, MAX, 0));
+	assert_int_equal(errno, EINVAL);
+	/* So does a lockless one, with or without a lower key, even where
+	 * nodes hold both ends ([30, 45] holds 35 and 31). */
+	errno = 0;
+	assert_null(itn__tree_search_rcu(&m.tree, 35, 31, NULL, ORDER_OFF));
+	assert_int_equal(errno, EINVAL);
+	errno = 0;
+	assert_null(itn__tree_search_rcu(&m.tree, 35, 31, &after, ORDER_OFF));
+	assert_int_equal(errno, EINVAL);
+	errno = 0;
+	assert_null(itn__tree_first_rcu(&m.tree, 35, 31, &valid));
 	assert_int_equal(errno, EINVAL);
 	/* The node rejected earlier still goes in normally. */
 	do_insert(&m, 0, 1, 2);
