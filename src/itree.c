@@ -255,6 +255,7 @@ static inline void rotate_right(struct itn_tree *t, node_t *x, uintptr_t xc,
 void itn__tree_init(struct itn_tree *t)
 {
 	atomic_init(&t->root, NULL);
+	t->leftmost = NULL;
 	atomic_init(&t->wseq, 0);
 }
 
@@ -353,6 +354,9 @@ ITREE_INLINE void insert_body(struct itn_tree *t, node_t *n, uint64_t start,
 	}
 	n->parent_color = (uintptr_t)parent; /* red */
 	atomic_store_explicit(link, n, memory_order_release);
+	/* Equal starts go right, so n is leftmost iff it starts first. */
+	if (!t->leftmost || start < ld_start(t->leftmost))
+		t->leftmost = n;
 	insert_fixup(t, n);
 }
 
@@ -455,6 +459,8 @@ ITREE_INLINE void remove_body(struct itn_tree *t, node_t *z)
 	zl = ld_left(z);
 	zr = ld_right(z);
 	zp = parent_of(z);
+	if (t->leftmost == z) /* then z has no left child */
+		t->leftmost = zr ? subtree_min(zr) : zp;
 
 	/*
 	 * A node with a single child is black and its child is a red leaf
@@ -587,7 +593,8 @@ struct itn_tnode *itn__tree_iter_first(const struct itn_tree *t,
 		return NULL;
 	}
 	/* O(1) rejection of queries entirely right or left of the tree. */
-	if (!root || ld_max(root) < start)
+	if (!root || ld_max(root) < start ||
+	    ld_start(t->leftmost) > last)
 		return NULL;
 	return subtree_search(root, start, last);
 }
@@ -823,7 +830,7 @@ long itn__tree_check(const struct itn_tree *t, size_t order_off,
 {
 	const node_t *root = atomic_load_explicit(&t->root,
 						  memory_order_relaxed);
-	const node_t *prev = NULL;
+	const node_t *prev = NULL, *lm;
 	const char *dummy;
 	long count = 0;
 
@@ -834,13 +841,25 @@ long itn__tree_check(const struct itn_tree *t, size_t order_off,
 		*why = "a writer section is open";
 		return -1;
 	}
-	if (!root)
+	if (!root) {
+		if (t->leftmost) {
+			*why = "empty tree with a leftmost node";
+			return -1;
+		}
 		return 0;
+	}
 	if (is_red(root)) {
 		*why = "red root";
 		return -1;
 	}
 	if (check_subtree(root, NULL, order_off, &count, &prev, why) < 0)
 		return -1;
+	lm = root;
+	while (ld_left(lm))
+		lm = ld_left(lm);
+	if (t->leftmost != lm) {
+		*why = "cached leftmost is not the leftmost node";
+		return -1;
+	}
 	return count;
 }

@@ -5,11 +5,7 @@
  * An intrusive red-black tree over closed intervals [start, last] of
  * uint64_t, ordered by start (equal starts in insertion order: a new node goes
  * to the right of every equal start), augmented with the subtree maximum of
- * last.  Unlike the kernel's rb_root_cached, it caches no leftmost node:
- * its only use would be to reject, with one compare, a query that ends
- * before every node, which the descent also rejects, one walk down.  At
- * n=10^4 (itn-bench, callgrind) the cache cost 6 instructions per insert,
- * 3 per remove and 4 per query, to shorten only those rare queries.
+ * last, with a cached leftmost node.
  *
  * Two kinds of reader:
  *
@@ -71,10 +67,12 @@ struct itn_tnode {
 /**
  * struct itn_tree - the root.
  * @root: the root node; release-stored, acquire-loaded.
+ * @leftmost: the node with the lowest start (writers and frozen walks).
  * @wseq: sequence count, odd while a writer changes the tree.
  */
 struct itn_tree {
 	_Atomic(struct itn_tnode *) root;
+	struct itn_tnode *leftmost;
 	_Atomic uint64_t wseq;
 };
 
@@ -208,8 +206,8 @@ struct itn_tnode *itn__tree_first_rcu(const struct itn_tree *t,
  * itn__tree_check() - debug checker, writer side.  Verifies the binary
  * search order, the red-black rules (red nodes have black children, equal
  * black height, black root), parent pointers, subtree_last of every node,
- * that no writer section is open, and (when @order_off is not (size_t)-1)
- * that order increases among equal starts.
+ * the cached leftmost node, that no writer section is open, and (when
+ * @order_off is not (size_t)-1) that order increases among equal starts.
  * Returns the number of nodes, or -1 with a description in @why (which may
  * be NULL).
  */

@@ -838,7 +838,7 @@ static void disjoint_queries_are_rejected(void **state)
 		do_insert(&m, i, s, s + below(&rng, 2000 - s + 1));
 	}
 	full_check(&m);
-	/* Left of everything: the leftmost node reaching it starts too late. */
+	/* Left of everything: the cached leftmost rejects it. */
 	assert_null(itn__tree_iter_first(&m.tree, 0, 999));
 	assert_null(itn__tree_iter_first(&m.tree, 0, 0));
 	assert_null(itn__tree_search_rcu(&m.tree, 0, 999, NULL, ORDER_OFF));
