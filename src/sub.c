@@ -361,6 +361,12 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	s = lock_live(sub);
 	if (!s)
 		return -ENOENT;
+	if (s->released) {
+		/* Errors as insert: the space is torn down, nothing moves
+		 * into it any more. */
+		itn__unlock(s);
+		return -ESHUTDOWN;
+	}
 
 	if (sub->ops->release) {
 		/* One writer section: find never misses it mid-update. */

@@ -164,6 +164,8 @@ int ref_update(struct ref_space *m, int id, uint64_t start, uint64_t length)
 		return err;
 	if (s->state != REF_LIVE)
 		return -ENOENT;
+	if (m->released)
+		return -ESHUTDOWN;
 	s->start = start;
 	s->last = last;
 	s->lorder = ++m->next_order;

@@ -2372,6 +2372,87 @@ static void err_sub_update(void **state)
 		  "update after remove");
 }
 
+static void hook_update_other(struct tsub *t, const struct itn_range *r,
+			      uint64_t c)
+{
+	atomic_store(&t->hook, NULL);
+	t->hook_rc[0] = itn_sub_update(&t->other->sub, 0x7000, PAGE);
+}
+
+/*
+ * After itn_space_release, every notifier-core function answers as API.md
+ * says: insert and update fail with -ESHUTDOWN (update's other errors
+ * first: -EINVAL, -EOVERFLOW, -ENOENT), also from a callback, and change
+ * nothing; remove, remove_deferred, read_begin(_timeout), read_retry,
+ * set_seq, find/find_next, invalidate_start/end and stats still work (the
+ * subscriptions stay registered); a second release is -EALREADY.
+ * Catches: an update that still moves a subscription of a torn-down space.
+ */
+static void err_after_release(void **state)
+{
+	struct itn_space *s = *state;
+	static struct tsub x, y, rel, never, e;
+	struct itn_sub *f;
+	uint64_t seq;
+
+	tsub_init(&never, 9);
+	ins(s, &x, 1, 0x1000, PAGE, &ops_plain);
+	ins(s, &y, 2, 0x2000, PAGE, &ops_plain);
+	ins(s, &rel, 3, 0x3000, PAGE, &ops_rel);
+	expect_rc(itn_space_release(s), 0, "release");
+	EXPECT_IDS(1, 2, 3);
+	seq = itn_read_begin(&x.sub);
+
+	expect_rc(itn_sub_update(&x.sub, 0x5000, PAGE), -ESHUTDOWN,
+		  "update after release");
+	expect_rc(itn_sub_update(&rel.sub, 0x5000, PAGE), -ESHUTDOWN,
+		  "update (release ops) after release");
+	expect_rc(itn_sub_update(&x.sub, 0x5000, 0), -EINVAL,
+		  "update length 0 after release");
+	expect_rc(itn_sub_update(&x.sub, 0x5000, UINT64_MAX), -EOVERFLOW,
+		  "update wrapping after release");
+	expect_rc(itn_sub_update(&never.sub, 0x5000, PAGE), -ENOENT,
+		  "update never inserted after release");
+	expect_rc(itn_sub_update(NULL, 0x5000, PAGE), -EINVAL,
+		  "update(NULL) after release");
+	/* Nothing moved, no read section has to retry. */
+	assert_u64(itn_sub_start(&x.sub), 0x1000);
+	assert_u64(itn_sub_last(&x.sub), 0x1fff);
+	assert_u64(itn_sub_start(&rel.sub), 0x3000);
+	pthread_mutex_lock(&x.lock);
+	assert_false(itn_read_retry(&x.sub, seq));
+	pthread_mutex_unlock(&x.lock);
+	assert_false(itn_check_retry(&x.sub, seq));
+	f = itn_find(s, &ops_rel, 0x5000, 0x5fff);
+	assert_null(f);
+
+	expect_rc(tsub_insert(s, &e, 5, 0x9000, PAGE, &ops_plain), -ESHUTDOWN,
+		  "insert after release");
+	expect_rc(itn_sub_remove(&e.sub), -ENOENT, "remove of the refused");
+
+	/* From a callback: update refused too; invalidations still run. */
+	x.other = &y;
+	atomic_store(&x.hook, hook_update_other);
+	log_reset();
+	inv(s, 0, UINT64_MAX);
+	EXPECT_IDS(1, 2, 3);
+	expect_rc(x.hook_rc[0], -ESHUTDOWN, "update from a callback");
+	assert_u64(itn_sub_start(&y.sub), 0x2000);
+	assert_u64(rb_now(&x), 5);
+
+	/* Lookup still works. */
+	f = itn_find(s, NULL, 0, UINT64_MAX);
+	assert_ptr_equal(f, &rel.sub);
+	itn_sub_put(f);
+
+	expect_rc(itn_space_release(s), -EALREADY, "second release");
+	expect_rc(itn_sub_remove_deferred(&rel.sub), 0, "remove_deferred");
+	rm(&x);
+	rm(&y);
+	itn_synchronize();
+	assert_int_equal(atomic_load(&rel.released), 1);
+}
+
 static struct itn_space *hook_space2;
 static struct tsub hook_z;
 
@@ -2638,6 +2719,7 @@ int main(void)
 		T(err_sub_remove),
 		T(err_sub_remove_deferred),
 		T(err_sub_update),
+		T(err_after_release),
 		T(err_read_begin_timeout),
 		T(err_invalidate_start),
 		T(insert_from_callback_is_deferred),

@@ -271,7 +271,8 @@ int itn_sub_remove_deferred(struct itn_sub *sub);
  *
  * Context: never sleeps; any thread, including invalidate callbacks.
  * Return: 0; -EINVAL (NULL, length 0); -EOVERFLOW (the range wraps);
- * -ENOENT (not inserted, or removed).  Nothing changes on an error.
+ * -ENOENT (not inserted, or removed); -ESHUTDOWN (space released).
+ * Nothing changes on an error.
  */
 int itn_sub_update(struct itn_sub *sub, uint64_t start, uint64_t length);
 
