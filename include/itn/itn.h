@@ -168,7 +168,11 @@ struct itn_space *itn_space_new(void);
  * release op of every classic notifier, unlinks them and waits for a grace
  * period (the kernel's mm teardown).  Subscriptions stay registered (remove
  * them afterwards; unregistering a released classic notifier does not call
- * release again); later inserts and registrations fail with -ESHUTDOWN.
+ * release again); later inserts, updates and registrations fail with
+ * -ESHUTDOWN.  During a period the release joins it (its callbacks get the
+ * period's cur_seq) and also calls the subscriptions whose insert the
+ * period deferred, after those in the tree, in call order; removing one of
+ * those afterwards waits for the end of the period like any removal.
  *
  * Context: sleeps; any thread, not from a callback of @s.
  * Return: 0; -EINVAL if @s is NULL; -EALREADY on a second call; -EDEADLK
@@ -229,7 +233,8 @@ int itn_sub_insert(struct itn_sub *sub, struct itn_space *s, uint64_t start,
  * When it returns, @sub is in neither the tree nor the deferred list, no
  * callback for it runs and none will start.  During a period that may have
  * seen @sub it sleeps until the period ends.  A subscription whose insert
- * is still deferred is dropped at once.  Without ops->release the caller may
+ * is still deferred is dropped at once (unless itn_space_release() has
+ * called it during this period).  Without ops->release the caller may
  * then free or reuse the memory; with it, the insert's reference is dropped
  * and release() frees the memory later (do not touch @sub after this call
  * unless you hold a reference).
