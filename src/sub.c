@@ -508,6 +508,19 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	return 0;
 }
 
+ITN_EXPORT bool itn_sub_busy(const struct itn_sub *psub)
+{
+	uint32_t st;
+
+	if (!psub)
+		return false;
+	/* The states in which itn_sub_insert() answers -EBUSY. */
+	st = atomic_load_explicit(&itn__csub(psub)->state,
+				  memory_order_acquire);
+	return st == ITN_SUB_INSERTING || st == ITN_SUB_LIVE ||
+	       st == ITN_SUB_REMOVING || st == ITN_SUB_ZOMBIE;
+}
+
 ITN_EXPORT uint64_t itn_sub_start(const struct itn_sub *sub)
 {
 	return itn__tnode_start(&itn__csub(sub)->logi);

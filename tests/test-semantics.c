@@ -2624,6 +2624,47 @@ static void err_after_release(void **state)
 	assert_int_equal(atomic_load(&rel.released), 1);
 }
 
+/*
+ * itn_sub_busy() is true exactly when itn_sub_insert() would be -EBUSY:
+ * not for NULL, zeroes, garbage or a removed subscription; from insert
+ * (also a deferred one) until remove returns, or until release() ran.
+ */
+static void sub_busy_matches_insert_ebusy(void **state)
+{
+	struct itn_space *s = *state;
+	static struct tsub x, y, g;
+	struct itn_range r = rng(0x1000, 0x1fff);
+
+	assert_false(itn_sub_busy(NULL));
+	tsub_init(&x, 1);
+	assert_false(itn_sub_busy(&x.sub));
+	tsub_init(&g, 3);
+	memset(&g.sub, 0x5a, sizeof(g.sub));
+	assert_false(itn_sub_busy(&g.sub));
+	expect_rc(itn_sub_insert(&g.sub, s, 0, PAGE, &ops_plain), -EINVAL,
+		  "insert of garbage");
+
+	ins(s, &x, 1, 0x1000, PAGE, &ops_plain);
+	assert_true(itn_sub_busy(&x.sub));
+	expect_rc(itn_sub_insert(&x.sub, s, 0, PAGE, &ops_plain), -EBUSY,
+		  "insert twice");
+	start_ok(s, &r);
+	ins(s, &y, 2, 0x2000, PAGE, &ops_rel); /* deferred */
+	assert_true(itn_sub_busy(&y.sub));
+	itn_invalidate_end(s, &r);
+	rm(&x);
+	assert_false(itn_sub_busy(&x.sub));
+	itn_sub_get(&y.sub);
+	expect_rc(itn_sub_remove_deferred(&y.sub), 0, "remove_deferred(y)");
+	assert_true(itn_sub_busy(&y.sub)); /* release() still to come */
+	expect_rc(itn_sub_insert(&y.sub, s, 0, PAGE, &ops_rel), -EBUSY,
+		  "insert before release()");
+	itn_sub_put(&y.sub);
+	itn_synchronize();
+	assert_int_equal(atomic_load(&y.released), 1);
+	assert_false(itn_sub_busy(&y.sub));
+}
+
 static struct itn_space *hook_space2;
 static struct tsub hook_z;
 
@@ -2893,6 +2934,7 @@ int main(void)
 		T(err_sub_remove_deferred),
 		T(err_sub_update),
 		T(err_after_release),
+		T(sub_busy_matches_insert_ebusy),
 		T(err_read_begin_timeout),
 		T(err_invalidate_start),
 		T(insert_from_callback_is_deferred),

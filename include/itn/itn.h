@@ -282,6 +282,25 @@ int itn_sub_remove_deferred(struct itn_sub *sub);
 int itn_sub_update(struct itn_sub *sub, uint64_t start, uint64_t length);
 
 /**
+ * itn_sub_busy() - Does the library hold @sub?
+ * @sub: any memory of the size of struct itn_sub, initialised or not.
+ *
+ * True from itn_sub_insert() until the memory may be inserted again (when
+ * itn_sub_remove() has returned, or release() runs): exactly when
+ * itn_sub_insert() would fail with -EBUSY.  Only the marks the library
+ * writes are read, 32-bit magic values that uninitialised memory is most
+ * unlikely to hold; the memory is not otherwise interpreted.  Wrappers that
+ * accept uninitialised memory (<itn/linux/mmu_notifier.h>) use it to tell
+ * a second insert from a first one.
+ *
+ * Context: any thread; lockless; a snapshot (racing with an insert or a
+ * remove of @sub on another thread, it may be stale when it returns).
+ * Return: true if @sub is inserted, being inserted or removed, or removed
+ * and awaiting its release(); false otherwise and for NULL.
+ */
+bool itn_sub_busy(const struct itn_sub *sub);
+
+/**
  * itn_sub_start() - First address of the logical range (after updates).
  * @sub: an inserted (or removed, still referenced) subscription.
  *
