@@ -224,12 +224,23 @@ ITN_EXPORT int itn_notifier_register(struct itn_notifier *pn,
 				       st == ITN_NOTIFIER_GOING ?
 			       -EBUSY :
 			       -EINVAL; /* not zero-initialised */
+	/*
+	 * Claim it (GOING: a second register is -EBUSY, an unregister
+	 * -ENOENT) before waiting in lock_idle(): two registrations of one
+	 * notifier, in one space or two, must not both link it.
+	 */
+	if (!atomic_compare_exchange_strong_explicit(
+		    &n->state, &st, ITN_NOTIFIER_GOING, memory_order_acquire,
+		    memory_order_relaxed))
+		return -EBUSY;
 	word = lock_idle(s);
 	if (s->released)
 		err = -ESHUTDOWN;
 	else
 		link_locked(s, n, ops, 0);
 	unlock_idle(s, word);
+	if (err) /* nothing changed: give the state back */
+		atomic_store_explicit(&n->state, st, memory_order_release);
 	return err;
 }
 

@@ -1253,6 +1253,64 @@ static void register_mid_invalidation_gets_no_unpaired_end(void **state)
 	unreg(&a);
 }
 
+/*
+ * Two registrations of one notifier: the first waits for an invalidation
+ * in flight; a second one, in the same space or another, is -EBUSY at once
+ * (it must not wait as well and then link the notifier a second time), and
+ * an unregister meanwhile is -ENOENT.  Once the invalidation ends the
+ * notifier is on the list once: one start and one end per invalidation.
+ * Catches: a register that checks the state before waiting and links
+ * without claiming it (the list then holds the node twice: a cycle).
+ */
+static void register_twice_while_waiting_is_ebusy(void **state)
+{
+	struct itn_space *s = *state, *other = itn_space_new();
+	struct itn_range r = range(0, 0xfff, ITN_RANGE_BLOCKABLE);
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	struct registrar g = { 0 }, h = { 0 };
+	struct cn a;
+	pthread_t t, u;
+
+	assert_non_null(other);
+	cn_init(&a, 1);
+	a.space = s;
+	g.c = &a;
+	g.s = s;
+	h.c = &a;
+	h.s = s;
+	assert_int_equal(itn_invalidate_start(s, &r), 0);
+	assert_int_equal(pthread_create(&t, NULL, register_thread, &g), 0);
+	nanosleep(&pause, NULL);
+	if (atomic_load(&g.done))
+		fail_msg("itn_notifier_register returned while an "
+			 "invalidation was in flight");
+	expect_rc(itn_notifier_register(&a.n, other, &full_ops), -EBUSY,
+		  "register in another space while the first waits");
+	expect_rc(itn_notifier_unregister(&a.n, s), -ENOENT,
+		  "unregister while the register waits");
+	assert_int_equal(pthread_create(&u, NULL, register_thread, &h), 0);
+	nanosleep(&pause, NULL);
+	itn_invalidate_end(s, &r);
+	pthread_join(t, NULL);
+	pthread_join(u, NULL);
+	expect_rc(g.rc, 0, "the first register");
+	expect_rc(h.rc, -EBUSY, "the second register, same space");
+	assert_int_equal(itn_invalidate_start(s, &r), 0);
+	itn_invalidate_end(s, &r);
+	assert_int_equal(atomic_load(&a.starts), 1);
+	assert_int_equal(atomic_load(&a.ends), 1);
+	unreg(&a);
+	/* A refused registration leaves it reusable. */
+	assert_int_equal(itn_space_release(other), 0);
+	expect_rc(itn_notifier_register(&a.n, other, &full_ops), -ESHUTDOWN,
+		  "register in a released space");
+	a.space = s;
+	expect_rc(itn_notifier_register(&a.n, s, &full_ops), 0,
+		  "register after the refusal");
+	unreg(&a);
+	assert_int_equal(itn_space_free(other), 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, space_setup, space_teardown)
@@ -1278,6 +1336,7 @@ int main(void)
 		T(clear_young_ors_and_skips_missing_ops),
 		T(test_young_stops_at_first_young),
 		T(register_mid_invalidation_gets_no_unpaired_end),
+		T(register_twice_while_waiting_is_ebusy),
 	};
 #undef T
 

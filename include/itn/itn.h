@@ -219,9 +219,10 @@ int itn_space_stats(struct itn_space *s, struct itn_stats *out);
  *
  * Context: never sleeps or waits (takes the space lock briefly); any
  * thread, including an invalidate callback of the same space.
- * Return: 0; -EINVAL (NULL argument, ops->invalidate NULL, length 0);
- * -EOVERFLOW (start + length - 1 wraps); -EBUSY (already inserted, or
- * removed but its release() has not run yet); -ESHUTDOWN (space released).
+ * Return: 0; -EINVAL (NULL argument, ops->invalidate NULL, length 0, or
+ * @sub neither zero-initialised nor removed); -EOVERFLOW (start + length - 1
+ * wraps); -EBUSY (already inserted, or removed but its release() has not
+ * run yet); -ESHUTDOWN (space released).  Nothing changes on an error.
  */
 int itn_sub_insert(struct itn_sub *sub, struct itn_space *s, uint64_t start,
 		   uint64_t length, const struct itn_sub_ops *ops);
@@ -349,8 +350,9 @@ uint64_t itn_read_begin(struct itn_sub *sub);
  * @seq: where to store the sequence.
  *
  * Context: may sleep up to @timeout_ns; not from a callback of the space.
- * Return: 0 and *@seq; -EINVAL (NULL argument); -ETIMEDOUT (*@seq is not
- * written); -EDEADLK (inside an invalidate callback of the same space).
+ * Return: 0 and *@seq; -EINVAL (NULL argument, or @sub zero-initialised
+ * and never inserted); -ETIMEDOUT (*@seq is not written); -EDEADLK (inside
+ * an invalidate callback of the same space).
  */
 int itn_read_begin_timeout(struct itn_sub *sub, uint64_t timeout_ns,
 			   uint64_t *seq);
@@ -569,8 +571,10 @@ struct itn_notifier_ops {
  *
  * Context: may sleep while invalidations run; any thread, not from a
  * callback of @s.
- * Return: 0; -EINVAL (NULL argument); -EBUSY (already registered);
- * -ESHUTDOWN (space released); -EDEADLK (from a callback of @s).
+ * Return: 0; -EINVAL (NULL argument, or @n neither zero-initialised nor
+ * unregistered); -EBUSY (already registered, or being registered or
+ * unregistered by another thread); -ESHUTDOWN (space released); -EDEADLK
+ * (from a callback of @s).  Nothing changes on an error.
  */
 int itn_notifier_register(struct itn_notifier *n, struct itn_space *s,
 			  const struct itn_notifier_ops *ops);
