@@ -142,19 +142,27 @@ void itn__apply_deferred(struct itn_space *s)
 	}
 }
 
-/* The next deferred insert the release invalidation has not called yet,
- * marked as called (lock held), or NULL. */
-static struct itn__sub *next_uncalled_insert(struct itn_space *s)
+/*
+ * The first deferred insert after @prev (NULL: the head) that the release
+ * invalidation has not called yet, marked as called (lock held), or NULL.
+ */
+static struct itn__sub *next_uncalled_insert(struct itn_space *s,
+					     struct itn__sub *prev)
 {
-	struct itn__sub *sub;
+	struct cds_list_head *pos = prev ? prev->deferred.next :
+					   s->deferred.next;
 
-	cds_list_for_each_entry(sub, &s->deferred, deferred)
+	for (; pos != &s->deferred; pos = pos->next) {
+		struct itn__sub *sub =
+			cds_list_entry(pos, struct itn__sub, deferred);
+
 		if (sub->pending == ITN_PENDING_INSERT &&
 		    atomic_load_explicit(&sub->state, memory_order_relaxed) ==
 			    ITN_SUB_LIVE) {
 			sub->pending |= PENDING_CALLED;
 			return sub;
 		}
+	}
 	return NULL;
 }
 
@@ -162,19 +170,20 @@ void itn__release_deferred(struct itn_space *s, const struct itn_range *r,
 			   uint64_t cur_seq)
 {
 	struct itn__cb_frame frame;
+	struct itn__sub *sub = NULL;
 
 	for (;;) {
-		struct itn__sub *sub;
-
 		/*
-		 * Rescanned from the head each time: callbacks may update a
-		 * deferred insert, which moves it to the tail.  The marked
-		 * ones stay on the list (the period cannot end while the
-		 * caller is counted in it), so their memory stays valid
-		 * while their callback runs.
+		 * A marked subscription keeps its place until the end of the
+		 * period, which cannot come while the caller is counted in
+		 * it: a remove leaves it on the list, and an update is
+		 * refused (the space is released).  So its memory stays
+		 * valid while its callback runs, and the walk continues
+		 * from it.  Entries behind it may leave (unmarked inserts
+		 * being removed) or come (removals): the lock covers that.
 		 */
 		itn__lock(s);
-		sub = next_uncalled_insert(s);
+		sub = next_uncalled_insert(s, sub);
 		itn__unlock(s);
 		if (!sub)
 			return;
