@@ -2611,10 +2611,18 @@ static void err_after_release(void **state)
 	assert_u64(itn_sub_start(&y.sub), 0x2000);
 	assert_u64(rb_now(&x), 5);
 
-	/* Lookup still works. */
+	/* Lookup and the read side still work. */
 	f = itn_find(s, NULL, 0, UINT64_MAX);
 	assert_ptr_equal(f, &rel.sub);
+	errno = 0;
+	assert_null(itn_find_next(s, NULL, f, 0, UINT64_MAX));
+	assert_int_equal(errno, ENOENT);
 	itn_sub_put(f);
+	seq = 0;
+	expect_rc(itn_read_begin_timeout(&y.sub, 0, &seq), 0,
+		  "read_begin_timeout after release");
+	assert_u64(seq, 5);
+	assert_u64(STAT(s, subs), 3);
 
 	expect_rc(itn_space_release(s), -EALREADY, "second release");
 	expect_rc(itn_sub_remove_deferred(&rel.sub), 0, "remove_deferred");
