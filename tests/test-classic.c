@@ -438,6 +438,12 @@ static void try_from_callback(void)
 	cb_tried = true;
 	cn_init(&cb_newcomer, 9);
 	cb_reg_rc = itn_notifier_register(&cb_newcomer.n, cb_space, &full_ops);
+	if (cb_reg_rc != -EDEADLK) {
+		/* Not seen as a callback: the calls below would wait for
+		 * a grace period inside this read-side section. */
+		cb_unreg_rc = cb_get_errno = cb_release_rc = 1;
+		return;
+	}
 	cb_unreg_rc = itn_notifier_unregister(&cb_victim.n, cb_space);
 	errno = 0;
 	g = itn_notifier_get(&get_ops_x, cb_space);
@@ -497,12 +503,29 @@ static void calls_from_callbacks_are_edeadlk(void **state)
 	itn_invalidate_end(s, &r);
 	check_refused_from_callback();
 
+	/* From a classic notifier's page-aging hook. */
+	cb_tried = false;
+	cb_victim.start_hook = NULL;
+	cb_victim.young_hook = cn_try_hook;
+	assert_int_equal(itn_clear_young(s, 0, 0xfff), 0);
+	check_refused_from_callback();
+	cb_victim.young_hook = NULL;
+
 	/* Nothing was changed by the refused calls. */
 	assert_int_equal(atomic_load(&cb_victim.releases), 0);
 	assert_int_equal(atomic_load(&allocs), 0);
-	cb_victim.start_hook = NULL;
+
+	/* From a classic notifier's release (its own unregister). */
+	cb_tried = false;
+	cb_victim.release_hook = cn_try_hook;
 	unreg(&cb_victim);
+	assert_true(cb_tried);
+	expect_rc(cb_reg_rc, -EDEADLK, "register from release");
+	expect_rc(cb_unreg_rc, -ENOENT, "its own unregister from release");
+	expect_rc(cb_get_errno, EDEADLK, "get from release (errno)");
+	expect_rc(cb_release_rc, -EDEADLK, "space release from release");
 	assert_int_equal(atomic_load(&cb_victim.releases), 1);
+	assert_int_equal(atomic_load(&allocs), 0);
 	expect_rc(itn_notifier_unregister(&cb_newcomer.n, s), -ENOENT,
 		  "the refused register left nothing behind");
 }

@@ -540,7 +540,8 @@ struct itn_notifier {
  * but must not wait for a grace period or for the space: no
  * itn_notifier_unregister(), itn_synchronize(), itn_space_release(), and
  * no itn_sub_remove() or itn_read_begin() of any space (the same space
- * gets -EDEADLK or an abort).
+ * gets -EDEADLK or an abort, from every callback here, release and the
+ * page-aging hooks included).
  */
 struct itn_notifier_ops {
 	void (*release)(struct itn_notifier *n, struct itn_space *s);
