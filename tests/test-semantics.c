@@ -1914,7 +1914,7 @@ static void hook_update_self(struct tsub *t, const struct itn_range *r,
 static void i13_release_during_period(void **state)
 {
 	struct itn_space *s = *state;
-	static struct tsub a, b, y, z, w;
+	static struct tsub a, b, y, z, w, v;
 	struct itn_range ra = rng(0x1000, 0x1fff);
 	struct itn_stats st0, st1;
 	struct async *h;
@@ -1926,6 +1926,7 @@ static void i13_release_during_period(void **state)
 	ins(s, &y, 3, 0x2000, PAGE, &ops_plain); /* deferred */
 	ins(s, &w, 5, 0x100, PAGE, &ops_rel);	 /* deferred */
 	ins(s, &z, 4, 0x500, PAGE, &ops_rel);	 /* deferred */
+	ins(s, &v, 6, 0x8000, PAGE, &ops_rel);	 /* deferred */
 	expect_rc(itn_sub_update(&b.sub, 0x6000, PAGE), 0, "deferred update");
 	/* a's RELEASE callback drops w before the release reaches it, and y
 	 * updates itself: it stays a deferred insert. */
@@ -1935,9 +1936,9 @@ static void i13_release_during_period(void **state)
 	log_reset();
 	st0 = stats(s);
 	expect_rc(itn_space_release(s), 0, "release during a period");
-	EXPECT_IDS(1, 2, 3, 4);
+	EXPECT_IDS(1, 2, 3, 4, 6);
 	log_all_seq(3);
-	for (int i = 0; i < 4; i++) {
+	for (int i = 0; i < 5; i++) {
 		assert_int_equal(logv[i].event, ITN_EVENT_RELEASE);
 		assert_u64(logv[i].start, 0);
 		assert_u64(logv[i].last, UINT64_MAX);
@@ -1945,11 +1946,17 @@ static void i13_release_during_period(void **state)
 	expect_rc(a.hook_rc[0], 0, "remove_deferred(w) from a's callback");
 	expect_rc(y.hook_rc[0], -ESHUTDOWN, "update(y) from its callback");
 	st1 = stats(s);
-	assert_u64(st1.callbacks, st0.callbacks + 4);
+	assert_u64(st1.callbacks, st0.callbacks + 5);
 	assert_u64(st1.invalidations, st0.invalidations + 1);
 	assert_u64(st1.periods, st0.periods); /* still the running one */
-	assert_u64(st1.subs, 4);
+	assert_u64(st1.subs, 5);
 	assert_true(would_wait(&z, NULL)); /* the period still runs */
+
+	/* v was called: remove_deferred keeps it (and its memory) until
+	 * the end, which drops it without inserting it. */
+	expect_rc(itn_sub_remove_deferred(&v.sub), 0, "remove_deferred(v)");
+	itn_synchronize();
+	assert_int_equal(atomic_load(&v.released), 0);
 
 	/* y was called: its remove waits for the end of the period. */
 	h = async_run(do_remove, s, &y, NULL);
@@ -1974,6 +1981,8 @@ static void i13_release_during_period(void **state)
 	rm(&b);
 	itn_synchronize();
 	assert_int_equal(atomic_load(&w.released), 1);
+	assert_int_equal(atomic_load(&v.released), 1);
+	assert_int_equal(atomic_load(&v.calls), 1);
 	assert_int_equal(atomic_load(&z.released), 1);
 	assert_int_equal(atomic_load(&b.released), 1);
 }
