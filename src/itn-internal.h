@@ -367,6 +367,15 @@ void itn__classic_release(struct itn_space *s);
 /* The RELEASE invalidation of [0, UINT64_MAX], interval part only. */
 void itn__release_intervals(struct itn_space *s);
 
+/*
+ * itn__release_deferred() - the RELEASE invalidation @r calls, with the
+ * running period's @cur_seq, the subscriptions whose insert that period
+ * deferred (they are not in the tree yet).  The caller is counted in the
+ * period, so it cannot end meanwhile.  (sub.c)
+ */
+void itn__release_deferred(struct itn_space *s, const struct itn_range *r,
+			   uint64_t cur_seq);
+
 static inline bool itn__has_classic(const struct itn_space *s)
 {
 	return atomic_load_explicit(&s->nnotifiers, memory_order_acquire);

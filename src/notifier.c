@@ -83,13 +83,21 @@ void itn__classic_end(struct itn_space *s, const struct itn_range *r)
 	itn__rcu_read_unlock();
 }
 
-/* ops->release once per notifier, whoever gets there first. */
+/* ops->release once per notifier, whoever gets there first.  It runs in
+ * a read-side section: recorded as a callback of @s (see young_enter()). */
 static void release_once(struct itn__notifier *n, struct itn_space *s)
 {
-	if (!atomic_exchange_explicit(&n->released, true,
-				      memory_order_acq_rel) &&
-	    n->ops->release)
-		n->ops->release(pub(n), s);
+	struct itn__cb_frame frame;
+
+	if (atomic_exchange_explicit(&n->released, true,
+				     memory_order_acq_rel) ||
+	    !n->ops->release)
+		return;
+	frame.space = s;
+	frame.next = itn__cb_top;
+	itn__cb_top = &frame;
+	n->ops->release(pub(n), s);
+	itn__cb_top = frame.next;
 }
 
 /* Unlink @n (lock held).  Its next pointer stays intact for readers that
@@ -224,12 +232,23 @@ ITN_EXPORT int itn_notifier_register(struct itn_notifier *pn,
 				       st == ITN_NOTIFIER_GOING ?
 			       -EBUSY :
 			       -EINVAL; /* not zero-initialised */
+	/*
+	 * Claim it (GOING: a second register is -EBUSY, an unregister
+	 * -ENOENT) before waiting in lock_idle(): two registrations of one
+	 * notifier, in one space or two, must not both link it.
+	 */
+	if (!atomic_compare_exchange_strong_explicit(
+		    &n->state, &st, ITN_NOTIFIER_GOING, memory_order_acquire,
+		    memory_order_relaxed))
+		return -EBUSY;
 	word = lock_idle(s);
 	if (s->released)
 		err = -ESHUTDOWN;
 	else
 		link_locked(s, n, ops, 0);
 	unlock_idle(s, word);
+	if (err) /* nothing changed: give the state back */
+		atomic_store_explicit(&n->state, st, memory_order_release);
 	return err;
 }
 
@@ -386,9 +405,29 @@ ITN_EXPORT void itn_notifier_put(struct itn_notifier *pn)
 	itn__call_rcu(&n->rcu, free_cb);
 }
 
+/*
+ * The page-aging callbacks run inside an RCU read-side section, like the
+ * invalidation callbacks: record them on this thread's callback stack, so
+ * that calls which would wait for a grace period or for the space
+ * (unregister, register, space release, remove...) are refused with
+ * -EDEADLK (or abort, for read_begin and synchronize) instead of hanging.
+ */
+static inline void young_enter(struct itn__cb_frame *f, struct itn_space *s)
+{
+	f->space = s;
+	f->next = itn__cb_top;
+	itn__cb_top = f;
+}
+
+static inline void young_exit(struct itn__cb_frame *f)
+{
+	itn__cb_top = f->next;
+}
+
 static int young_range(struct itn_space *s, uint64_t start, uint64_t last,
 		       bool flush)
 {
+	struct itn__cb_frame frame;
 	struct itn__notifier *n;
 	int young = 0;
 
@@ -396,6 +435,7 @@ static int young_range(struct itn_space *s, uint64_t start, uint64_t last,
 		return -EINVAL;
 	if (!itn__has_classic(s))
 		return 0;
+	young_enter(&frame, s);
 	itn__rcu_read_lock();
 	for_each_notifier_rcu(n, s) {
 		int (*fn)(struct itn_notifier *, struct itn_space *, uint64_t,
@@ -406,6 +446,7 @@ static int young_range(struct itn_space *s, uint64_t start, uint64_t last,
 			young |= fn(pub(n), s, start, last);
 	}
 	itn__rcu_read_unlock();
+	young_exit(&frame);
 	return young;
 }
 
@@ -423,6 +464,7 @@ ITN_EXPORT int itn_clear_young(struct itn_space *s, uint64_t start,
 
 ITN_EXPORT int itn_test_young(struct itn_space *s, uint64_t address)
 {
+	struct itn__cb_frame frame;
 	struct itn__notifier *n;
 	int young = 0;
 
@@ -430,6 +472,7 @@ ITN_EXPORT int itn_test_young(struct itn_space *s, uint64_t address)
 		return -EINVAL;
 	if (!itn__has_classic(s))
 		return 0;
+	young_enter(&frame, s);
 	itn__rcu_read_lock();
 	for_each_notifier_rcu(n, s) {
 		if (!n->ops->test_young)
@@ -439,5 +482,6 @@ ITN_EXPORT int itn_test_young(struct itn_space *s, uint64_t address)
 			break; /* the kernel stops at the first young one */
 	}
 	itn__rcu_read_unlock();
+	young_exit(&frame);
 	return young;
 }

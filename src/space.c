@@ -98,8 +98,31 @@ fail_free:
 	return NULL;
 }
 
+/* Count out the hold of itn_space_release(); the last one out of a
+ * period ends it. */
+static void release_hold_end(struct itn_space *s)
+{
+	uint64_t st;
+
+	itn__lock(s);
+	st = itn__busy_begin(s) - ITN_ST_ONE;
+	if (!itn__st_active(st) && (st & ITN_ST_ODD))
+		st = itn__end_period_locked(s, st);
+	itn__busy_end(s, st);
+	itn__unlock(s);
+}
+
 ITN_EXPORT int itn_space_release(struct itn_space *s)
 {
+	static const struct itn_range all = {
+		.start = 0,
+		.last = UINT64_MAX,
+		.event = ITN_EVENT_RELEASE,
+		.flags = ITN_RANGE_BLOCKABLE,
+		.owner = NULL,
+	};
+	uint64_t st, seq;
+
 	if (!s)
 		return -EINVAL;
 	if (itn__in_callback(s))
@@ -109,11 +132,24 @@ ITN_EXPORT int itn_space_release(struct itn_space *s)
 		itn__unlock(s);
 		return -EALREADY;
 	}
+	/*
+	 * From here inserts fail, so the only subscriptions outside the tree
+	 * are the inserts deferred by a period running now (seq odd).  Count
+	 * a hold in, in the same section: that period cannot end before they
+	 * too have had the RELEASE callback.
+	 */
 	s->released = true;
+	st = itn__busy_begin(s);
+	seq = itn__seq(s);
+	itn__busy_end(s, st + ITN_ST_ONE);
 	itn__unlock(s);
 
-	/* The kernel's order: interval subscriptions, then classic. */
+	/* The kernel's order: interval subscriptions, then classic.  The
+	 * RELEASE invalidation joins the running period, if any: same seq. */
 	itn__release_intervals(s);
+	if (seq & 1)
+		itn__release_deferred(s, &all, seq);
+	release_hold_end(s);
 	itn__classic_release(s);
 	return 0;
 }

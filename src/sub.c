@@ -79,6 +79,21 @@ static void set_logical(struct itn_space *s, struct itn__sub *sub,
 			      memory_order_relaxed);
 }
 
+/*
+ * itn__sub.pending holds an enum itn__pending in its low bits and, for a
+ * deferred insert only, PENDING_CALLED: the release invalidation of the
+ * space (itn__release_deferred()) has called, or is calling, it.  Such a
+ * subscription is no longer dropped at once by a remove: it stays on the
+ * list until the end of the period, like a deferred removal.
+ */
+#define PENDING_OP 0x0f
+#define PENDING_CALLED 0x80
+
+static inline enum itn__pending pending_op(const struct itn__sub *sub)
+{
+	return (enum itn__pending)(sub->pending & PENDING_OP);
+}
+
 static void defer(struct itn_space *s, struct itn__sub *sub,
 		  enum itn__pending op)
 {
@@ -91,13 +106,24 @@ void itn__apply_deferred(struct itn_space *s)
 	while (!cds_list_empty(&s->deferred)) {
 		struct itn__sub *sub = cds_list_first_entry(
 			&s->deferred, struct itn__sub, deferred);
-		enum itn__pending op = sub->pending;
+		enum itn__pending op = pending_op(sub);
 
 		cds_list_del(&sub->deferred);
 		sub->pending = ITN_PENDING_NONE;
 		switch (op) {
 		case ITN_PENDING_INSERT:
-			itn__phys_insert(s, sub);
+			if (atomic_load_explicit(&sub->state,
+						 memory_order_relaxed) ==
+			    ITN_SUB_LIVE) {
+				itn__phys_insert(s, sub);
+				break;
+			}
+			/* Removed after the release invalidation called
+			 * it: it never enters the tree.  Its remover waits
+			 * for this end, or (release()) the registration's
+			 * reference goes now. */
+			if (sub->ops->release)
+				itn__sub_put(sub);
 			break;
 		case ITN_PENDING_UPDATE:
 			phys_move(s, sub);
@@ -113,6 +139,61 @@ void itn__apply_deferred(struct itn_space *s)
 		case ITN_PENDING_NONE:
 			itn__die("deferred list entry with no operation");
 		}
+	}
+}
+
+/*
+ * The first deferred insert after @prev (NULL: the head) that the release
+ * invalidation has not called yet, marked as called (lock held), or NULL.
+ */
+static struct itn__sub *next_uncalled_insert(struct itn_space *s,
+					     struct itn__sub *prev)
+{
+	struct cds_list_head *pos = prev ? prev->deferred.next :
+					   s->deferred.next;
+
+	for (; pos != &s->deferred; pos = pos->next) {
+		struct itn__sub *sub =
+			cds_list_entry(pos, struct itn__sub, deferred);
+
+		if (sub->pending == ITN_PENDING_INSERT &&
+		    atomic_load_explicit(&sub->state, memory_order_relaxed) ==
+			    ITN_SUB_LIVE) {
+			sub->pending |= PENDING_CALLED;
+			return sub;
+		}
+	}
+	return NULL;
+}
+
+void itn__release_deferred(struct itn_space *s, const struct itn_range *r,
+			   uint64_t cur_seq)
+{
+	struct itn__cb_frame frame;
+	struct itn__sub *sub = NULL;
+
+	for (;;) {
+		/*
+		 * A marked subscription keeps its place until the end of the
+		 * period, which cannot come while the caller is counted in
+		 * it: a remove leaves it on the list, and an update is
+		 * refused (the space is released).  So its memory stays
+		 * valid while its callback runs, and the walk continues
+		 * from it.  Entries behind it may leave (unmarked inserts
+		 * being removed) or come (removals): the lock covers that.
+		 */
+		itn__lock(s);
+		sub = next_uncalled_insert(s, sub);
+		itn__unlock(s);
+		if (!sub)
+			return;
+		frame.space = s;
+		frame.next = itn__cb_top;
+		itn__cb_top = &frame;
+		itn__count(s, callbacks);
+		if (!sub->ops->invalidate(itn__pub(sub), r, cur_seq))
+			itn__count(s, refused); /* blockable: ignored */
+		itn__cb_top = frame.next;
 	}
 }
 
@@ -221,8 +302,16 @@ static enum unsub unsubscribe_locked(struct itn_space *s,
 		itn__logi_remove(s, sub);
 	s->subs--;
 	st = itn__busy_begin(s);
-	switch ((enum itn__pending)sub->pending) {
+	switch (pending_op(sub)) {
 	case ITN_PENDING_INSERT:
+		if (sub->pending & PENDING_CALLED) {
+			/* The release invalidation called it in this
+			 * period: wait for its end (quiescence), then the
+			 * end drops it (itn__apply_deferred()). */
+			itn__count(s, deferred_removes);
+			how = UNSUB_DEFERRED;
+			break;
+		}
 		/* Never reached the tree: no callback ever runs. */
 		cds_list_del(&sub->deferred);
 		sub->pending = ITN_PENDING_NONE;
@@ -361,6 +450,12 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	s = lock_live(sub);
 	if (!s)
 		return -ENOENT;
+	if (s->released) {
+		/* Errors as insert: the space is torn down, nothing moves
+		 * into it any more. */
+		itn__unlock(s);
+		return -ESHUTDOWN;
+	}
 
 	if (sub->ops->release) {
 		/* One writer section: find never misses it mid-update. */
@@ -375,7 +470,7 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 
 	st = itn__busy_begin(s);
 	seq = itn__seq(s);
-	switch ((enum itn__pending)sub->pending) {
+	switch (pending_op(sub)) {
 	case ITN_PENDING_INSERT:
 	case ITN_PENDING_UPDATE:
 		/* The end of the period applies the latest range, in the
@@ -420,6 +515,19 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 	itn__busy_end(s, st);
 	itn__unlock(s);
 	return 0;
+}
+
+ITN_EXPORT bool itn_sub_busy(const struct itn_sub *psub)
+{
+	uint32_t st;
+
+	if (!psub)
+		return false;
+	/* The states in which itn_sub_insert() answers -EBUSY. */
+	st = atomic_load_explicit(&itn__csub(psub)->state,
+				  memory_order_acquire);
+	return st == ITN_SUB_INSERTING || st == ITN_SUB_LIVE ||
+	       st == ITN_SUB_REMOVING || st == ITN_SUB_ZOMBIE;
 }
 
 ITN_EXPORT uint64_t itn_sub_start(const struct itn_sub *sub)

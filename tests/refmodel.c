@@ -90,7 +90,7 @@ bool ref_remove_would_wait(const struct ref_space *m, int id)
 
 	if (s->state != REF_LIVE || m->in_callback)
 		return false;
-	if (s->pending == REF_UPDATE)
+	if (s->pending == REF_UPDATE || (s->pending == REF_INSERT && s->called))
 		return true;
 	return s->pending == REF_NONE && (m->seq & 1);
 }
@@ -101,6 +101,12 @@ static bool unsubscribe(struct ref_space *m, struct ref_sub *s)
 	m->stats.subs--;
 	switch (s->pending) {
 	case REF_INSERT:
+		if (s->called) {
+			/* The release invalidation called it: it stays
+			 * until the end, which drops it. */
+			m->stats.deferred_removes++;
+			return true;
+		}
 		s->pending = REF_NONE;
 		return false;
 	case REF_UPDATE:
@@ -164,6 +170,8 @@ int ref_update(struct ref_space *m, int id, uint64_t start, uint64_t length)
 		return err;
 	if (s->state != REF_LIVE)
 		return -ENOENT;
+	if (m->released)
+		return -ESHUTDOWN;
 	s->start = start;
 	s->last = last;
 	s->lorder = ++m->next_order;
@@ -215,8 +223,13 @@ static void end_one(struct ref_space *m)
 		enum ref_pending p = s->pending;
 
 		s->pending = REF_NONE;
+		s->called = false;
 		if (p == REF_REMOVE) {
 			s->in_phys = false;
+			if (s->kind)
+				s->refs--;
+		} else if (p == REF_INSERT && s->state != REF_LIVE) {
+			/* Called by the release, then removed. */
 			if (s->kind)
 				s->refs--;
 		} else {
@@ -364,6 +377,22 @@ uint32_t ref_collect_releases(struct ref_space *m)
 	return mask;
 }
 
+/* The first deferred insert (call order) not called by the release. */
+static struct ref_sub *next_uncalled_insert(struct ref_space *m)
+{
+	struct ref_sub *best = NULL;
+
+	for (int i = 0; i < REF_MAX_SUBS; i++) {
+		struct ref_sub *s = &m->sub[i];
+
+		if (s->pending == REF_INSERT && !s->called &&
+		    s->state == REF_LIVE &&
+		    (!best || s->pend_order < best->pend_order))
+			best = s;
+	}
+	return best;
+}
+
 int ref_space_release(struct ref_space *m)
 {
 	static const struct itn_range all = {
@@ -374,13 +403,32 @@ int ref_space_release(struct ref_space *m)
 		.owner = NULL,
 	};
 
+	struct ref_sub *s;
+	uint64_t held;
+
 	if (m->in_callback)
 		return -EDEADLK;
 	if (m->released)
 		return -EALREADY;
 	m->released = true;
+	held = m->seq;
+	m->active++; /* holds a running period open */
 	if (!ref_start(m, &all))
 		ref_end(m);
+	/* The inserts a running period deferred are subscriptions too: the
+	 * RELEASE callback reaches them after the tree, in call order. */
+	while ((held & 1) && (s = next_uncalled_insert(m))) {
+		bool ok;
+
+		s->called = true;
+		m->stats.callbacks++;
+		m->in_callback++;
+		ok = m->cb(m->cb_ctx, (int)(s - m->sub), &all, held);
+		m->in_callback--;
+		if (!ok)
+			m->stats.refused++;
+	}
+	end_one(m);
 	return 0;
 }
 

@@ -29,6 +29,8 @@ struct ref_sub {
 	uint64_t pstart, plast; /* physical range */
 	uint64_t porder;	/* order of application in the physical tree */
 	enum ref_pending pending;
+	bool called;		/* deferred insert the release invalidation
+				 * called: a remove waits for the end */
 	uint64_t pend_order;	/* position in the deferred list */
 	uint64_t seq;
 	int refs;		/* registration + find references */

@@ -438,6 +438,12 @@ static void try_from_callback(void)
 	cb_tried = true;
 	cn_init(&cb_newcomer, 9);
 	cb_reg_rc = itn_notifier_register(&cb_newcomer.n, cb_space, &full_ops);
+	if (cb_reg_rc != -EDEADLK) {
+		/* Not seen as a callback: the calls below would wait for
+		 * a grace period inside this read-side section. */
+		cb_unreg_rc = cb_get_errno = cb_release_rc = 1;
+		return;
+	}
 	cb_unreg_rc = itn_notifier_unregister(&cb_victim.n, cb_space);
 	errno = 0;
 	g = itn_notifier_get(&get_ops_x, cb_space);
@@ -497,12 +503,29 @@ static void calls_from_callbacks_are_edeadlk(void **state)
 	itn_invalidate_end(s, &r);
 	check_refused_from_callback();
 
+	/* From a classic notifier's page-aging hook. */
+	cb_tried = false;
+	cb_victim.start_hook = NULL;
+	cb_victim.young_hook = cn_try_hook;
+	assert_int_equal(itn_clear_young(s, 0, 0xfff), 0);
+	check_refused_from_callback();
+	cb_victim.young_hook = NULL;
+
 	/* Nothing was changed by the refused calls. */
 	assert_int_equal(atomic_load(&cb_victim.releases), 0);
 	assert_int_equal(atomic_load(&allocs), 0);
-	cb_victim.start_hook = NULL;
+
+	/* From a classic notifier's release (its own unregister). */
+	cb_tried = false;
+	cb_victim.release_hook = cn_try_hook;
 	unreg(&cb_victim);
+	assert_true(cb_tried);
+	expect_rc(cb_reg_rc, -EDEADLK, "register from release");
+	expect_rc(cb_unreg_rc, -ENOENT, "its own unregister from release");
+	expect_rc(cb_get_errno, EDEADLK, "get from release (errno)");
+	expect_rc(cb_release_rc, -EDEADLK, "space release from release");
 	assert_int_equal(atomic_load(&cb_victim.releases), 1);
+	assert_int_equal(atomic_load(&allocs), 0);
 	expect_rc(itn_notifier_unregister(&cb_newcomer.n, s), -ENOENT,
 		  "the refused register left nothing behind");
 }
@@ -1253,6 +1276,64 @@ static void register_mid_invalidation_gets_no_unpaired_end(void **state)
 	unreg(&a);
 }
 
+/*
+ * Two registrations of one notifier: the first waits for an invalidation
+ * in flight; a second one, in the same space or another, is -EBUSY at once
+ * (it must not wait as well and then link the notifier a second time), and
+ * an unregister meanwhile is -ENOENT.  Once the invalidation ends the
+ * notifier is on the list once: one start and one end per invalidation.
+ * Catches: a register that checks the state before waiting and links
+ * without claiming it (the list then holds the node twice: a cycle).
+ */
+static void register_twice_while_waiting_is_ebusy(void **state)
+{
+	struct itn_space *s = *state, *other = itn_space_new();
+	struct itn_range r = range(0, 0xfff, ITN_RANGE_BLOCKABLE);
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	struct registrar g = { 0 }, h = { 0 };
+	struct cn a;
+	pthread_t t, u;
+
+	assert_non_null(other);
+	cn_init(&a, 1);
+	a.space = s;
+	g.c = &a;
+	g.s = s;
+	h.c = &a;
+	h.s = s;
+	assert_int_equal(itn_invalidate_start(s, &r), 0);
+	assert_int_equal(pthread_create(&t, NULL, register_thread, &g), 0);
+	nanosleep(&pause, NULL);
+	if (atomic_load(&g.done))
+		fail_msg("itn_notifier_register returned while an "
+			 "invalidation was in flight");
+	expect_rc(itn_notifier_register(&a.n, other, &full_ops), -EBUSY,
+		  "register in another space while the first waits");
+	expect_rc(itn_notifier_unregister(&a.n, s), -ENOENT,
+		  "unregister while the register waits");
+	assert_int_equal(pthread_create(&u, NULL, register_thread, &h), 0);
+	nanosleep(&pause, NULL);
+	itn_invalidate_end(s, &r);
+	pthread_join(t, NULL);
+	pthread_join(u, NULL);
+	expect_rc(g.rc, 0, "the first register");
+	expect_rc(h.rc, -EBUSY, "the second register, same space");
+	assert_int_equal(itn_invalidate_start(s, &r), 0);
+	itn_invalidate_end(s, &r);
+	assert_int_equal(atomic_load(&a.starts), 1);
+	assert_int_equal(atomic_load(&a.ends), 1);
+	unreg(&a);
+	/* A refused registration leaves it reusable. */
+	assert_int_equal(itn_space_release(other), 0);
+	expect_rc(itn_notifier_register(&a.n, other, &full_ops), -ESHUTDOWN,
+		  "register in a released space");
+	a.space = s;
+	expect_rc(itn_notifier_register(&a.n, s, &full_ops), 0,
+		  "register after the refusal");
+	unreg(&a);
+	assert_int_equal(itn_space_free(other), 0);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, space_setup, space_teardown)
@@ -1278,6 +1359,7 @@ int main(void)
 		T(clear_young_ors_and_skips_missing_ops),
 		T(test_young_stops_at_first_young),
 		T(register_mid_invalidation_gets_no_unpaired_end),
+		T(register_twice_while_waiting_is_ebusy),
 	};
 #undef T
 

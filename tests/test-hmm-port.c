@@ -1237,6 +1237,77 @@ static void open_close_and_insert_errors(void **state)
 	expect_clean();
 }
 
+static atomic_int twice_calls;
+
+static bool twice_invalidate(struct mmu_interval_notifier *mni,
+			     const struct mmu_notifier_range *range,
+			     unsigned long cur_seq)
+{
+	(void)range;
+	mmu_interval_set_seq(mni, cur_seq);
+	atomic_fetch_add(&twice_calls, 1);
+	return true;
+}
+
+static const struct mmu_interval_notifier_ops twice_ops = {
+	.invalidate = twice_invalidate,
+};
+
+/*
+ * Inserting a notifier twice: the kernel would corrupt its tree; here the
+ * second insert (same mm or another) is -EBUSY and changes nothing: same
+ * ops, mm and range, called once per invalidation.  The first insert of
+ * uninitialised memory works, and so does an insert after remove.
+ * Catches: a wrapper that wipes the notifier before inserting it (the
+ * library then sees a fresh subscription and links the node twice).
+ */
+static void insert_twice_is_ebusy(void **state)
+{
+	struct mmu_interval_notifier *mni = malloc(sizeof(*mni));
+	struct mm_struct *mm2 = itn_space_new();
+	struct mmu_notifier_range range;
+
+	(void)state;
+	assert_non_null(mni);
+	assert_non_null(mm2);
+	atomic_store(&twice_calls, 0);
+	memset(mni, 0xa5, sizeof(*mni)); /* uninitialised */
+	expect_rc(mmu_interval_notifier_insert(mni, sim.mm, 0x10000, PAGE_SIZE,
+					       &twice_ops),
+		  0, "first insert of uninitialised memory");
+	expect_rc(mmu_interval_notifier_insert(mni, sim.mm, 0x20000, PAGE_SIZE,
+					       &dmirror_min_ops),
+		  -EBUSY, "second insert");
+	expect_rc(mmu_interval_notifier_insert(mni, mm2, 0x20000, PAGE_SIZE,
+					       &dmirror_min_ops),
+		  -EBUSY, "second insert, other mm");
+	expect_rc(mmu_interval_notifier_insert_locked(mni, sim.mm, 0x10000,
+						      PAGE_SIZE, &twice_ops),
+		  -EBUSY, "second insert, _locked");
+	assert_ptr_equal(mni->ops, &twice_ops);
+	assert_ptr_equal(mni->mm, sim.mm);
+	assert_int_equal(itn_sub_start(&mni->sub), 0x10000);
+	assert_int_equal(itn_sub_last(&mni->sub), 0x10000 + PAGE_SIZE - 1);
+	assert_true(itn_sub_busy(&mni->sub));
+
+	mmu_notifier_range_init(&range, MMU_NOTIFY_UNMAP, 0, sim.mm, 0,
+				0x100000);
+	mmu_notifier_invalidate_range_start(&range);
+	mmu_notifier_invalidate_range_end(&range);
+	assert_int_equal(atomic_load(&twice_calls), 1);
+
+	mmu_interval_notifier_remove(mni);
+	assert_false(itn_sub_busy(&mni->sub));
+	expect_rc(mmu_interval_notifier_insert(mni, mm2, 0x20000, PAGE_SIZE,
+					       &twice_ops),
+		  0, "insert after remove");
+	assert_ptr_equal(mni->mm, mm2);
+	mmu_interval_notifier_remove(mni);
+	expect_rc(itn_space_free(mm2), 0, "free the other mm");
+	free(mni);
+	expect_clean();
+}
+
 /* anon_read: the device reads what the CPU wrote. */
 static void anon_read(void **state)
 {
@@ -1847,6 +1918,7 @@ int main(void)
 #define T(f) cmocka_unit_test_setup_teardown(f, hmm_setup, hmm_teardown)
 	const struct CMUnitTest tests[] = {
 		T(open_close_and_insert_errors),
+		T(insert_twice_is_ebusy),
 		T(anon_read),
 		T(anon_write),
 		T(munmap_invalidates_mirror),

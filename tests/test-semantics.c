@@ -1882,6 +1882,186 @@ static void i13_release(void **state)
 	assert_int_equal(atomic_load(&c.released), 1);
 }
 
+static void hook_remove_other_deferred(struct tsub *t,
+				       const struct itn_range *r, uint64_t c)
+{
+	atomic_store(&t->hook, NULL);
+	t->hook_rc[0] = itn_sub_remove_deferred(&t->other->sub);
+}
+
+static void hook_update_self(struct tsub *t, const struct itn_range *r,
+			     uint64_t c)
+{
+	atomic_store(&t->hook, NULL);
+	t->hook_rc[0] = itn_sub_update(&t->sub, 0x9000, PAGE);
+}
+
+/*
+ * I13 during a period.  A release that comes while a period runs joins it
+ * (cur_seq is the period's) and reaches every subscription: those in the
+ * tree, one whose update the period deferred (once, at its old place), and
+ * those whose insert the period deferred, which are not in the tree yet
+ * (after the others, in call order).  A deferred insert removed before the
+ * release reached it is dropped at once and never called.  A called one
+ * that is removed waits for the end of the period and never enters the
+ * tree; one that stays enters it at the end.  Nothing leaks: every
+ * release() runs.
+ * Catches: a release that walks only the frozen tree (the subscriptions
+ * inserted during the period never learn that the space is gone), one that
+ * calls a deferred update twice, a remove that drops a called deferred
+ * insert while the period runs, and a drain that inserts a removed one.
+ */
+static void i13_release_during_period(void **state)
+{
+	struct itn_space *s = *state;
+	static struct tsub a, b, y, z, w, v;
+	struct itn_range ra = rng(0x1000, 0x1fff);
+	struct itn_stats st0, st1;
+	struct async *h;
+
+	ins(s, &a, 1, 0x1000, PAGE, &ops_plain);
+	ins(s, &b, 2, 0x3000, PAGE, &ops_rel);
+	start_ok(s, &ra); /* period 3 */
+	EXPECT_IDS(1);
+	ins(s, &y, 3, 0x2000, PAGE, &ops_plain); /* deferred */
+	ins(s, &w, 5, 0x100, PAGE, &ops_rel);	 /* deferred */
+	ins(s, &z, 4, 0x500, PAGE, &ops_rel);	 /* deferred */
+	ins(s, &v, 6, 0x8000, PAGE, &ops_rel);	 /* deferred */
+	expect_rc(itn_sub_update(&b.sub, 0x6000, PAGE), 0, "deferred update");
+	/* a's RELEASE callback drops w before the release reaches it, and y
+	 * updates itself: it stays a deferred insert. */
+	a.other = &w;
+	atomic_store(&a.hook, hook_remove_other_deferred);
+	atomic_store(&y.hook, hook_update_self);
+	log_reset();
+	st0 = stats(s);
+	expect_rc(itn_space_release(s), 0, "release during a period");
+	EXPECT_IDS(1, 2, 3, 4, 6);
+	log_all_seq(3);
+	for (int i = 0; i < 5; i++) {
+		assert_int_equal(logv[i].event, ITN_EVENT_RELEASE);
+		assert_u64(logv[i].start, 0);
+		assert_u64(logv[i].last, UINT64_MAX);
+	}
+	expect_rc(a.hook_rc[0], 0, "remove_deferred(w) from a's callback");
+	expect_rc(y.hook_rc[0], -ESHUTDOWN, "update(y) from its callback");
+	st1 = stats(s);
+	assert_u64(st1.callbacks, st0.callbacks + 5);
+	assert_u64(st1.invalidations, st0.invalidations + 1);
+	assert_u64(st1.periods, st0.periods); /* still the running one */
+	assert_u64(st1.subs, 5);
+	assert_true(would_wait(&z, NULL)); /* the period still runs */
+
+	/* v was called: remove_deferred keeps it (and its memory) until
+	 * the end, which drops it without inserting it. */
+	expect_rc(itn_sub_remove_deferred(&v.sub), 0, "remove_deferred(v)");
+	itn_synchronize();
+	assert_int_equal(atomic_load(&v.released), 0);
+
+	/* y was called: its remove waits for the end of the period. */
+	h = async_run(do_remove, s, &y, NULL);
+	WAIT_STAT(s, remove_waits, st1.remove_waits + 1);
+	still_blocked(h, "remove of a deferred insert the release called");
+	itn_invalidate_end(s, &ra);
+	async_join(h, "remove of a called deferred insert after the end");
+	expect_rc(h->rc, 0, "remove(y)");
+	free(h);
+	assert_u64(STAT(s, periods), st1.periods + 1);
+
+	/* z entered the tree at the end, y did not, b moved. */
+	log_reset();
+	inv(s, 0, UINT64_MAX);
+	EXPECT_IDS(4, 1, 2);
+	assert_u64(itn_sub_start(&b.sub), 0x6000);
+	assert_int_equal(atomic_load(&y.calls), 1);
+	assert_int_equal(atomic_load(&w.calls), 0);
+
+	expect_rc(itn_sub_remove_deferred(&z.sub), 0, "remove_deferred(z)");
+	rm(&a);
+	rm(&b);
+	itn_synchronize();
+	assert_int_equal(atomic_load(&w.released), 1);
+	assert_int_equal(atomic_load(&v.released), 1);
+	assert_int_equal(atomic_load(&v.calls), 1);
+	assert_int_equal(atomic_load(&z.released), 1);
+	assert_int_equal(atomic_load(&b.released), 1);
+}
+
+static atomic_int rel_gate_in, rel_gate_open, rel_gate_done;
+
+/* Inside the RELEASE callback: wait until the test opens the gate. */
+static void rel_gate_hook(struct tsub *t, const struct itn_range *r,
+			  uint64_t c)
+{
+	if (r->event != ITN_EVENT_RELEASE)
+		return;
+	atomic_store(&rel_gate_in, 1);
+	if (!flag_within(&rel_gate_open, LONG_NS))
+		t->hook_rc[0] = -ETIMEDOUT;
+	t->hook_v[0] = c; /* the memory must still be there */
+	atomic_store(&rel_gate_done, 1);
+}
+
+static void do_space_release(struct async *a)
+{
+	a->rc = itn_space_release(a->s);
+}
+
+static void do_remove_check_gate_rel(struct async *a)
+{
+	a->rc = itn_sub_remove(&a->t->sub);
+	a->v = (uint64_t)atomic_load(&rel_gate_done);
+}
+
+/*
+ * I8 with I13.  The RELEASE callback of a deferred insert runs on the
+ * releasing thread while another thread removes that subscription: the
+ * remove returns only after the callback returned and the period ended,
+ * so the caller may free the memory then (heap memory here: ASan sees a
+ * use after free if remove returns early).
+ * Catches: a release that calls deferred inserts without keeping their
+ * remove waiting (the remover frees the memory under the callback).
+ */
+static void i13_release_deferred_insert_remove_waits(void **state)
+{
+	struct itn_space *s = *state;
+	static struct tsub a;
+	struct tsub *y = malloc(sizeof(*y));
+	struct itn_range ra = rng(0x1000, 0x1fff);
+	struct async *rel, *rem;
+
+	assert_non_null(y);
+	atomic_store(&rel_gate_in, 0);
+	atomic_store(&rel_gate_open, 0);
+	atomic_store(&rel_gate_done, 0);
+	ins(s, &a, 1, 0x1000, PAGE, &ops_plain);
+	start_ok(s, &ra);
+	ins(s, y, 2, 0x2000, PAGE, &ops_plain); /* deferred */
+	atomic_store(&y->hook, rel_gate_hook);
+
+	rel = async_run(do_space_release, s, NULL, NULL);
+	if (!flag_within(&rel_gate_in, LONG_NS))
+		fail_msg("the release never called the deferred insert");
+	rem = async_run(do_remove_check_gate_rel, s, y, NULL);
+	WAIT_STAT(s, remove_waits, 1);
+	still_blocked(rem, "remove while its RELEASE callback runs");
+	atomic_store(&rel_gate_open, 1);
+	async_join(rel, "itn_space_release");
+	expect_rc(rel->rc, 0, "itn_space_release");
+	free(rel);
+	still_blocked(rem, "remove while the period runs");
+	itn_invalidate_end(s, &ra);
+	async_join(rem, "remove after the period");
+	expect_rc(rem->rc, 0, "remove(y)");
+	assert_u64(rem->v, 1); /* the callback had returned */
+	free(rem);
+	expect_rc(y->hook_rc[0], 0, "the gate opened in time");
+	assert_u64(y->hook_v[0], 3);
+	pthread_mutex_destroy(&y->lock);
+	free(y);
+	rm(&a);
+}
+
 /* ================================================================== */
 /* I14 - range arithmetic                                              */
 /* ================================================================== */
@@ -2372,6 +2552,136 @@ static void err_sub_update(void **state)
 		  "update after remove");
 }
 
+static void hook_update_other(struct tsub *t, const struct itn_range *r,
+			      uint64_t c)
+{
+	atomic_store(&t->hook, NULL);
+	t->hook_rc[0] = itn_sub_update(&t->other->sub, 0x7000, PAGE);
+}
+
+/*
+ * After itn_space_release, every notifier-core function answers as API.md
+ * says: insert and update fail with -ESHUTDOWN (update's other errors
+ * first: -EINVAL, -EOVERFLOW, -ENOENT), also from a callback, and change
+ * nothing; remove, remove_deferred, read_begin(_timeout), read_retry,
+ * set_seq, find/find_next, invalidate_start/end and stats still work (the
+ * subscriptions stay registered); a second release is -EALREADY.
+ * Catches: an update that still moves a subscription of a torn-down space.
+ */
+static void err_after_release(void **state)
+{
+	struct itn_space *s = *state;
+	static struct tsub x, y, rel, never, e;
+	struct itn_sub *f;
+	uint64_t seq;
+
+	tsub_init(&never, 9);
+	ins(s, &x, 1, 0x1000, PAGE, &ops_plain);
+	ins(s, &y, 2, 0x2000, PAGE, &ops_plain);
+	ins(s, &rel, 3, 0x3000, PAGE, &ops_rel);
+	expect_rc(itn_space_release(s), 0, "release");
+	EXPECT_IDS(1, 2, 3);
+	seq = itn_read_begin(&x.sub);
+
+	expect_rc(itn_sub_update(&x.sub, 0x5000, PAGE), -ESHUTDOWN,
+		  "update after release");
+	expect_rc(itn_sub_update(&rel.sub, 0x5000, PAGE), -ESHUTDOWN,
+		  "update (release ops) after release");
+	expect_rc(itn_sub_update(&x.sub, 0x5000, 0), -EINVAL,
+		  "update length 0 after release");
+	expect_rc(itn_sub_update(&x.sub, 0x5000, UINT64_MAX), -EOVERFLOW,
+		  "update wrapping after release");
+	expect_rc(itn_sub_update(&never.sub, 0x5000, PAGE), -ENOENT,
+		  "update never inserted after release");
+	expect_rc(itn_sub_update(NULL, 0x5000, PAGE), -EINVAL,
+		  "update(NULL) after release");
+	/* Nothing moved, no read section has to retry. */
+	assert_u64(itn_sub_start(&x.sub), 0x1000);
+	assert_u64(itn_sub_last(&x.sub), 0x1fff);
+	assert_u64(itn_sub_start(&rel.sub), 0x3000);
+	pthread_mutex_lock(&x.lock);
+	assert_false(itn_read_retry(&x.sub, seq));
+	pthread_mutex_unlock(&x.lock);
+	assert_false(itn_check_retry(&x.sub, seq));
+	f = itn_find(s, &ops_rel, 0x5000, 0x5fff);
+	assert_null(f);
+
+	expect_rc(tsub_insert(s, &e, 5, 0x9000, PAGE, &ops_plain), -ESHUTDOWN,
+		  "insert after release");
+	expect_rc(itn_sub_remove(&e.sub), -ENOENT, "remove of the refused");
+
+	/* From a callback: update refused too; invalidations still run. */
+	x.other = &y;
+	atomic_store(&x.hook, hook_update_other);
+	log_reset();
+	inv(s, 0, UINT64_MAX);
+	EXPECT_IDS(1, 2, 3);
+	expect_rc(x.hook_rc[0], -ESHUTDOWN, "update from a callback");
+	assert_u64(itn_sub_start(&y.sub), 0x2000);
+	assert_u64(rb_now(&x), 5);
+
+	/* Lookup and the read side still work. */
+	f = itn_find(s, NULL, 0, UINT64_MAX);
+	assert_ptr_equal(f, &rel.sub);
+	errno = 0;
+	assert_null(itn_find_next(s, NULL, f, 0, UINT64_MAX));
+	assert_int_equal(errno, ENOENT);
+	itn_sub_put(f);
+	seq = 0;
+	expect_rc(itn_read_begin_timeout(&y.sub, 0, &seq), 0,
+		  "read_begin_timeout after release");
+	assert_u64(seq, 5);
+	assert_u64(STAT(s, subs), 3);
+
+	expect_rc(itn_space_release(s), -EALREADY, "second release");
+	expect_rc(itn_sub_remove_deferred(&rel.sub), 0, "remove_deferred");
+	rm(&x);
+	rm(&y);
+	itn_synchronize();
+	assert_int_equal(atomic_load(&rel.released), 1);
+}
+
+/*
+ * itn_sub_busy() is true exactly when itn_sub_insert() would be -EBUSY:
+ * not for NULL, zeroes, garbage or a removed subscription; from insert
+ * (also a deferred one) until remove returns, or until release() ran.
+ */
+static void sub_busy_matches_insert_ebusy(void **state)
+{
+	struct itn_space *s = *state;
+	static struct tsub x, y, g;
+	struct itn_range r = rng(0x1000, 0x1fff);
+
+	assert_false(itn_sub_busy(NULL));
+	tsub_init(&x, 1);
+	assert_false(itn_sub_busy(&x.sub));
+	tsub_init(&g, 3);
+	memset(&g.sub, 0x5a, sizeof(g.sub));
+	assert_false(itn_sub_busy(&g.sub));
+	expect_rc(itn_sub_insert(&g.sub, s, 0, PAGE, &ops_plain), -EINVAL,
+		  "insert of garbage");
+
+	ins(s, &x, 1, 0x1000, PAGE, &ops_plain);
+	assert_true(itn_sub_busy(&x.sub));
+	expect_rc(itn_sub_insert(&x.sub, s, 0, PAGE, &ops_plain), -EBUSY,
+		  "insert twice");
+	start_ok(s, &r);
+	ins(s, &y, 2, 0x2000, PAGE, &ops_rel); /* deferred */
+	assert_true(itn_sub_busy(&y.sub));
+	itn_invalidate_end(s, &r);
+	rm(&x);
+	assert_false(itn_sub_busy(&x.sub));
+	itn_sub_get(&y.sub);
+	expect_rc(itn_sub_remove_deferred(&y.sub), 0, "remove_deferred(y)");
+	assert_true(itn_sub_busy(&y.sub)); /* release() still to come */
+	expect_rc(itn_sub_insert(&y.sub, s, 0, PAGE, &ops_rel), -EBUSY,
+		  "insert before release()");
+	itn_sub_put(&y.sub);
+	itn_synchronize();
+	assert_int_equal(atomic_load(&y.released), 1);
+	assert_false(itn_sub_busy(&y.sub));
+}
+
 static struct itn_space *hook_space2;
 static struct tsub hook_z;
 
@@ -2628,6 +2938,8 @@ int main(void)
 		T(i12_nonblocking_nested),
 		T(i12_blockable_false_counted),
 		T(i13_release),
+		T(i13_release_during_period),
+		T(i13_release_deferred_insert_remove_waits),
 		T(i14_range_arithmetic),
 		T(timeline_1_reader_vs_invalidation),
 		T(timeline_2_insert_during_period),
@@ -2638,6 +2950,8 @@ int main(void)
 		T(err_sub_remove),
 		T(err_sub_remove_deferred),
 		T(err_sub_update),
+		T(err_after_release),
+		T(sub_busy_matches_insert_ebusy),
 		T(err_read_begin_timeout),
 		T(err_invalidate_start),
 		T(insert_from_callback_is_deferred),

@@ -168,7 +168,11 @@ struct itn_space *itn_space_new(void);
  * release op of every classic notifier, unlinks them and waits for a grace
  * period (the kernel's mm teardown).  Subscriptions stay registered (remove
  * them afterwards; unregistering a released classic notifier does not call
- * release again); later inserts and registrations fail with -ESHUTDOWN.
+ * release again); later inserts, updates and registrations fail with
+ * -ESHUTDOWN.  During a period the release joins it (its callbacks get the
+ * period's cur_seq) and also calls the subscriptions whose insert the
+ * period deferred, after those in the tree, in call order; removing one of
+ * those afterwards waits for the end of the period like any removal.
  *
  * Context: sleeps; any thread, not from a callback of @s.
  * Return: 0; -EINVAL if @s is NULL; -EALREADY on a second call; -EDEADLK
@@ -215,9 +219,10 @@ int itn_space_stats(struct itn_space *s, struct itn_stats *out);
  *
  * Context: never sleeps or waits (takes the space lock briefly); any
  * thread, including an invalidate callback of the same space.
- * Return: 0; -EINVAL (NULL argument, ops->invalidate NULL, length 0);
- * -EOVERFLOW (start + length - 1 wraps); -EBUSY (already inserted, or
- * removed but its release() has not run yet); -ESHUTDOWN (space released).
+ * Return: 0; -EINVAL (NULL argument, ops->invalidate NULL, length 0, or
+ * @sub neither zero-initialised nor removed); -EOVERFLOW (start + length - 1
+ * wraps); -EBUSY (already inserted, or removed but its release() has not
+ * run yet); -ESHUTDOWN (space released).  Nothing changes on an error.
  */
 int itn_sub_insert(struct itn_sub *sub, struct itn_space *s, uint64_t start,
 		   uint64_t length, const struct itn_sub_ops *ops);
@@ -229,7 +234,8 @@ int itn_sub_insert(struct itn_sub *sub, struct itn_space *s, uint64_t start,
  * When it returns, @sub is in neither the tree nor the deferred list, no
  * callback for it runs and none will start.  During a period that may have
  * seen @sub it sleeps until the period ends.  A subscription whose insert
- * is still deferred is dropped at once.  Without ops->release the caller may
+ * is still deferred is dropped at once (unless itn_space_release() has
+ * called it during this period).  Without ops->release the caller may
  * then free or reuse the memory; with it, the insert's reference is dropped
  * and release() frees the memory later (do not touch @sub after this call
  * unless you hold a reference).
@@ -271,9 +277,29 @@ int itn_sub_remove_deferred(struct itn_sub *sub);
  *
  * Context: never sleeps; any thread, including invalidate callbacks.
  * Return: 0; -EINVAL (NULL, length 0); -EOVERFLOW (the range wraps);
- * -ENOENT (not inserted, or removed).  Nothing changes on an error.
+ * -ENOENT (not inserted, or removed); -ESHUTDOWN (space released).
+ * Nothing changes on an error.
  */
 int itn_sub_update(struct itn_sub *sub, uint64_t start, uint64_t length);
+
+/**
+ * itn_sub_busy() - Does the library hold @sub?
+ * @sub: any memory of the size of struct itn_sub, initialised or not.
+ *
+ * True from itn_sub_insert() until the memory may be inserted again (when
+ * itn_sub_remove() has returned, or release() runs): exactly when
+ * itn_sub_insert() would fail with -EBUSY.  Only the marks the library
+ * writes are read, 32-bit magic values that uninitialised memory is most
+ * unlikely to hold; the memory is not otherwise interpreted.  Wrappers that
+ * accept uninitialised memory (<itn/linux/mmu_notifier.h>) use it to tell
+ * a second insert from a first one.
+ *
+ * Context: any thread; lockless; a snapshot (racing with an insert or a
+ * remove of @sub on another thread, it may be stale when it returns).
+ * Return: true if @sub is inserted, being inserted or removed, or removed
+ * and awaiting its release(); false otherwise and for NULL.
+ */
+bool itn_sub_busy(const struct itn_sub *sub);
 
 /**
  * itn_sub_start() - First address of the logical range (after updates).
@@ -324,8 +350,9 @@ uint64_t itn_read_begin(struct itn_sub *sub);
  * @seq: where to store the sequence.
  *
  * Context: may sleep up to @timeout_ns; not from a callback of the space.
- * Return: 0 and *@seq; -EINVAL (NULL argument); -ETIMEDOUT (*@seq is not
- * written); -EDEADLK (inside an invalidate callback of the same space).
+ * Return: 0 and *@seq; -EINVAL (NULL argument, or @sub zero-initialised
+ * and never inserted); -ETIMEDOUT (*@seq is not written); -EDEADLK (inside
+ * an invalidate callback of the same space).
  */
 int itn_read_begin_timeout(struct itn_sub *sub, uint64_t timeout_ns,
 			   uint64_t *seq);
@@ -513,7 +540,8 @@ struct itn_notifier {
  * but must not wait for a grace period or for the space: no
  * itn_notifier_unregister(), itn_synchronize(), itn_space_release(), and
  * no itn_sub_remove() or itn_read_begin() of any space (the same space
- * gets -EDEADLK or an abort).
+ * gets -EDEADLK or an abort, from every callback here, release and the
+ * page-aging hooks included).
  */
 struct itn_notifier_ops {
 	void (*release)(struct itn_notifier *n, struct itn_space *s);
@@ -544,8 +572,10 @@ struct itn_notifier_ops {
  *
  * Context: may sleep while invalidations run; any thread, not from a
  * callback of @s.
- * Return: 0; -EINVAL (NULL argument); -EBUSY (already registered);
- * -ESHUTDOWN (space released); -EDEADLK (from a callback of @s).
+ * Return: 0; -EINVAL (NULL argument, or @n neither zero-initialised nor
+ * unregistered); -EBUSY (already registered, or being registered or
+ * unregistered by another thread); -ESHUTDOWN (space released); -EDEADLK
+ * (from a callback of @s).  Nothing changes on an error.
  */
 int itn_notifier_register(struct itn_notifier *n, struct itn_space *s,
 			  const struct itn_notifier_ops *ops);

@@ -20,8 +20,15 @@
  *    top of the address space cannot be expressed, as in the kernel, and
  *    libitn's own release invalidation ([0, UINT64_MAX]) reaches the driver
  *    as [0, ULONG_MAX).
- *  - mmu_interval_notifier_insert() re-initialises the notifier (the
- *    kernel's does too): a notifier may live uninitialised on the stack.
+ *  - mmu_interval_notifier_insert() accepts an uninitialised notifier (on
+ *    the stack, or fresh from malloc), like the kernel's, and refuses one
+ *    that is inserted with -EBUSY where the kernel would corrupt its tree.
+ *    The rule: the only state the wrapper relies on is libitn's own mark
+ *    in the notifier (itn_sub_busy()), which stays set from a successful
+ *    insert until mmu_interval_notifier_remove() returns.  Memory with
+ *    that mark is an inserted notifier; anything else (zeroes, garbage, a
+ *    removed notifier) is a fresh one.  So remove a notifier before its
+ *    memory is freed or reused for another notifier, as in the kernel.
  *  - There is no mmap_lock; _insert_locked() is _insert().
  * Everything else (sleeping rules, -EOVERFLOW for a zero length, the
  * deferred insert/remove, the collision-retry protocol) is libitn's, which
@@ -143,7 +150,8 @@ static const struct itn_sub_ops itn_compat_interval_ops_ = {
 
 /**
  * mmu_interval_notifier_insert() - Insert an interval notifier.
- * @interval_sub: the notifier (need not be initialised).
+ * @interval_sub: the notifier (need not be initialised; see the rule at
+ *	the top of this header).
  * @mm: the space.
  * @start: first address.
  * @length: number of bytes.
@@ -151,7 +159,8 @@ static const struct itn_sub_ops itn_compat_interval_ops_ = {
  *
  * Context: never waits; any thread, including an invalidate callback.
  * Return: 0; -EOVERFLOW if @length is 0 or the range wraps; -EINVAL for a
- * NULL argument; -ESHUTDOWN if the space was released.
+ * NULL argument; -EBUSY if @interval_sub is already inserted (in any
+ * space; it is left as it was); -ESHUTDOWN if the space was released.
  */
 static inline int
 mmu_interval_notifier_insert(struct mmu_interval_notifier *interval_sub,
@@ -159,15 +168,28 @@ mmu_interval_notifier_insert(struct mmu_interval_notifier *interval_sub,
 			     unsigned long length,
 			     const struct mmu_interval_notifier_ops *ops)
 {
+	int err;
+
 	if (!interval_sub || !mm || !ops || !ops->invalidate)
 		return -EINVAL;
 	if (length == 0 || start + (length - 1) < start)
 		return -EOVERFLOW;
-	memset(&interval_sub->sub, 0, sizeof(interval_sub->sub));
+	/* Inserted: its callback may run at any time and reads ops and mm,
+	 * so neither may change. */
+	if (itn_sub_busy(&interval_sub->sub))
+		return -EBUSY;
 	interval_sub->ops = ops;
 	interval_sub->mm = mm;
-	return itn_sub_insert(&interval_sub->sub, mm, start, length,
-			      &itn_compat_interval_ops_);
+	err = itn_sub_insert(&interval_sub->sub, mm, start, length,
+			     &itn_compat_interval_ops_);
+	if (err == -EINVAL) {
+		/* The arguments are valid: libitn found neither zeroes nor
+		 * a removed subscription, so the memory is uninitialised. */
+		memset(&interval_sub->sub, 0, sizeof(interval_sub->sub));
+		err = itn_sub_insert(&interval_sub->sub, mm, start, length,
+				     &itn_compat_interval_ops_);
+	}
+	return err;
 }
 
 /**
