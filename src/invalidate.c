@@ -71,12 +71,18 @@ uint64_t itn__end_period_locked(struct itn_space *s, uint64_t st)
 	return st & ~ITN_ST_ODD;
 }
 
+/* Whether the lock-free fast paths are on (itn__space_set_fast()). */
+static inline bool fast_paths(const struct itn_space *s)
+{
+	return atomic_load_explicit(&s->fast, memory_order_relaxed);
+}
+
 /* Count one invalidation out; the last one of a period ends it. */
 static void end_one(struct itn_space *s)
 {
 	uint64_t st = atomic_load_explicit(&s->st, memory_order_relaxed);
 
-	while (s->fast && !(st & ITN_ST_BUSY) &&
+	while (fast_paths(s) && !(st & ITN_ST_BUSY) &&
 	       (itn__st_active(st) > 1 ||
 		(itn__st_active(st) == 1 && !(st & ITN_ST_ODD)))) {
 		/* Not the last out of a period: no lock.  The release orders
@@ -106,7 +112,7 @@ static bool count_in_fast(struct itn_space *s, uint64_t *stp)
 {
 	uint64_t st = atomic_load_explicit(&s->st, memory_order_relaxed);
 
-	while (s->fast && !(st & ITN_ST_BUSY)) {
+	while (fast_paths(s) && !(st & ITN_ST_BUSY)) {
 		/* Acquire: pairs with itn__busy_end(), so the tree and seq
 		 * that lock holder left are visible. */
 		if (atomic_compare_exchange_weak_explicit(

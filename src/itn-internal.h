@@ -195,7 +195,8 @@ struct itn__counters {
  *	change only the count, with one CAS, and only while BUSY is clear
  *	(see invalidate.c).
  * @fast: lock-free invalidation fast paths enabled (tests turn them off
- *	to run the locked paths alone).
+ *	to run the locked paths alone; an atomic, because a test may flip it
+ *	while other threads read it without the lock).
  * @phys: the physical tree (@lock; frozen while @seq is odd).
  * @logi: the logical index (@lock for writers; RCU readers).
  * @deferred: pending tree changes in call order (@lock).
@@ -221,7 +222,7 @@ struct itn_space {
 	pthread_cond_t cv;
 	_Atomic uint64_t seq;
 	_Atomic uint64_t st;
-	bool fast;
+	atomic_bool fast;
 	struct itn_tree phys;
 	struct itn_tree logi;
 	struct cds_list_head deferred;

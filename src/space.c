@@ -73,7 +73,7 @@ ITN_EXPORT struct itn_space *itn_space_new(void)
 
 	atomic_init(&s->seq, 2);
 	atomic_init(&s->st, 0);
-	s->fast = true;
+	atomic_init(&s->fast, true);
 	itn__tree_init(&s->phys);
 	itn__tree_init(&s->logi);
 	CDS_INIT_LIST_HEAD(&s->deferred);
@@ -229,7 +229,7 @@ int itn__space_set_fast(struct itn_space *s, bool fast)
 	if (itn__active(s))
 		err = -EBUSY;
 	else
-		s->fast = fast;
+		atomic_store_explicit(&s->fast, fast, memory_order_relaxed);
 	itn__unlock(s);
 	return err;
 }

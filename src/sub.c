@@ -502,11 +502,15 @@ ITN_EXPORT int itn_sub_update(struct itn_sub *psub, uint64_t start,
 			 * must see a new sub seq.  A period opens and closes
 			 * at once: its odd value seq + 1 was never given to
 			 * anyone, so it differs from every seq a section can
-			 * hold, and later periods use higher values.
+			 * hold, and later periods use higher values.  The
+			 * global seq moves first, as in every other path, so
+			 * a lock-free itn_read_begin() never sees a sub seq
+			 * above the global one (the I5 form the spin model
+			 * checks).
 			 */
 			phys_move(s, sub);
-			itn__sub_set_seq(sub, seq + 1);
 			itn__set_global_seq(s, seq + 2);
+			itn__sub_set_seq(sub, seq + 1);
 		}
 		break;
 	case ITN_PENDING_REMOVE:
