@@ -15,7 +15,9 @@
  * (the Partial state, where an insert must open a period).
  *
  * Threads (public API only), for ITN_STRESS_SECONDS (default 2) or
- * --seconds N:
+ * --seconds N; with --paths locked, the space's lock-free invalidation
+ * fast paths are switched off (a test-only hook), so both the fast and the
+ * locked paths are stressed:
  *  - readers fault random pages (1 to 8 at a time) into a random mirror:
  *    read_begin (sometimes _timeout), read the primary versions,
  *    check_retry, lock, read_retry, install; under the lock the installed
@@ -67,6 +69,9 @@
 #include <time.h>
 
 #include <itn/itn.h>
+
+/* For itn__space_set_fast() only: --paths locked runs the locked paths. */
+#include "itn-internal.h"
 
 #define PAGE_SHIFT 12
 #define BASE UINT64_C(0x7f0000000000) /* address of page 0 */
@@ -659,6 +664,7 @@ static void *churner_main(void *arg)
 /* ------------------------------------------------------------------ */
 
 static double run_seconds;
+static bool locked_paths; /* --paths locked: no lock-free fast paths */
 
 static uint64_t seed_from_env(void)
 {
@@ -733,10 +739,12 @@ static void stress_mirror(void **state)
 
 	(void)state;
 	print_message("seed %#" PRIx64 " (override with ITN_TEST_SEED),"
-		      " %.1f s\n",
-		      seed, run_seconds);
+		      " %.1f s, %s paths\n",
+		      seed, run_seconds, locked_paths ? "locked" : "fast");
 	space = itn_space_new();
 	assert_non_null(space);
+	if (locked_paths)
+		assert_int_equal(itn__space_set_fast(space, false), 0);
 
 	for (i = 0; i < NCHUNK; i++)
 		init_mirror(&mirrors[i], (uint64_t)i * CHUNK, CHUNK);
@@ -895,7 +903,8 @@ static void stress_mirror(void **state)
 
 static int usage(const char *argv0)
 {
-	fprintf(stderr, "usage: %s [--seconds N]\n", argv0);
+	fprintf(stderr, "usage: %s [--seconds N] [--paths fast|locked]\n",
+		argv0);
 	return EXIT_FAILURE;
 }
 
@@ -909,7 +918,17 @@ int main(int argc, char **argv)
 
 	run_seconds = env ? strtod(env, NULL) : 2.0;
 	for (int i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--seconds") || i + 1 == argc)
+		if (i + 1 == argc)
+			return usage(argv[0]);
+		if (!strcmp(argv[i], "--paths")) {
+			i++;
+			if (!strcmp(argv[i], "locked"))
+				locked_paths = true;
+			else if (strcmp(argv[i], "fast"))
+				return usage(argv[0]);
+			continue;
+		}
+		if (strcmp(argv[i], "--seconds"))
 			return usage(argv[0]);
 		run_seconds = strtod(argv[++i], &end);
 		if (*end || end == argv[i])
