@@ -47,69 +47,103 @@ _Thread_local bool itn__in_release __attribute__((tls_model("initial-exec")));
  * the slots hold only references in use; with more references than slots
  * the oldest entry is overwritten.  @gen tells a reused address (a new
  * insert) from the subscription the entry was made for.
+ *
+ * @used has a bit per slot in use, so that recording takes a free slot
+ * without a scan and put and find_next look only at the slots in use
+ * (usually one or two; none for a reference taken by itn_sub_get() alone).
  */
 #define ITN_KEY_CACHE 8
-static _Thread_local struct {
+#define KEY_CACHE_ALL ((1u << ITN_KEY_CACHE) - 1)
+
+struct key_pos {
 	const struct itn__sub *sub;
 	uint64_t gen;
 	uint64_t stamp;
 	struct itn_tkey key;
-} key_cache[ITN_KEY_CACHE];
-static _Thread_local uint64_t key_cache_clock;
+};
 
-static void key_cache_record(const struct itn__sub *sub,
-			     const struct itn_tkey *key)
+static _Thread_local struct key_cache {
+	unsigned int used;
+	uint64_t clock;
+	struct key_pos pos[ITN_KEY_CACHE];
+} key_cache __attribute__((tls_model("initial-exec")));
+
+/* More references than slots: the slot of the oldest entry. */
+static ITN_NOINLINE unsigned int key_cache_oldest(const struct key_cache *kc)
 {
 	unsigned int i, slot = 0;
 
-	for (i = 0; i < ITN_KEY_CACHE; i++) {
-		if (!key_cache[i].sub) {
+	for (i = 1; i < ITN_KEY_CACHE; i++)
+		if (kc->pos[i].stamp < kc->pos[slot].stamp)
 			slot = i;
-			break;
-		}
-		if (key_cache[i].stamp < key_cache[slot].stamp)
-			slot = i; /* more references than slots: the oldest */
-	}
-	key_cache[slot].sub = sub;
-	key_cache[slot].gen = sub->gen;
-	key_cache[slot].stamp = ++key_cache_clock;
-	key_cache[slot].key = *key;
+	return slot;
 }
 
-static void key_cache_forget(const struct itn__sub *sub)
+static inline void key_cache_record(const struct itn__sub *sub,
+				    const struct itn_tkey *key)
 {
-	unsigned int i, slot = ITN_KEY_CACHE;
+	struct key_cache *kc = &key_cache;
+	unsigned int free_slots = ~kc->used & KEY_CACHE_ALL;
+	unsigned int slot = itn_likely(free_slots) ?
+				    (unsigned int)__builtin_ctz(free_slots) :
+				    key_cache_oldest(kc);
+	struct key_pos *p = &kc->pos[slot];
 
-	for (i = 0; i < ITN_KEY_CACHE; i++) {
-		if (key_cache[i].sub != sub)
+	kc->used |= 1u << slot;
+	p->sub = sub;
+	p->gen = sub->gen;
+	p->stamp = ++kc->clock;
+	p->key = *key;
+}
+
+static inline void key_cache_forget(const struct itn__sub *sub)
+{
+	struct key_cache *kc = &key_cache;
+	unsigned int m = kc->used, drop = ITN_KEY_CACHE;
+
+	if (itn_likely(!(m & (m - 1)))) {
+		/* One entry or none (find then put): an entry for @sub is
+		 * dropped whatever its generation (see below). */
+		if (m && kc->pos[__builtin_ctz(m)].sub == sub)
+			kc->used = 0;
+		return;
+	}
+	for (; m; m &= m - 1) {
+		unsigned int i = (unsigned int)__builtin_ctz(m);
+
+		if (kc->pos[i].sub != sub)
 			continue;
-		if (key_cache[i].gen != sub->gen) {
+		if (itn_unlikely(kc->pos[i].gen != sub->gen)) {
 			/* Made for an earlier insertion of this memory
 			 * (its reference was put by another thread). */
-			key_cache[i].sub = NULL;
+			kc->used &= ~(1u << i);
 			continue;
 		}
-		if (slot == ITN_KEY_CACHE ||
-		    key_cache[i].stamp < key_cache[slot].stamp)
-			slot = i;
+		if (drop == ITN_KEY_CACHE ||
+		    kc->pos[i].stamp < kc->pos[drop].stamp)
+			drop = i;
 	}
-	if (slot != ITN_KEY_CACHE)
-		key_cache[slot].sub = NULL;
+	if (drop != ITN_KEY_CACHE)
+		kc->used &= ~(1u << drop);
 }
 
 /* Where @sub was when this thread last got a reference to it. */
 static bool key_cache_lookup(const struct itn__sub *sub, struct itn_tkey *key)
 {
-	unsigned int i, slot = ITN_KEY_CACHE;
+	const struct key_cache *kc = &key_cache;
+	unsigned int m = kc->used, slot = ITN_KEY_CACHE;
 
-	for (i = 0; i < ITN_KEY_CACHE; i++)
-		if (key_cache[i].sub == sub && key_cache[i].gen == sub->gen &&
+	for (; m; m &= m - 1) {
+		unsigned int i = (unsigned int)__builtin_ctz(m);
+
+		if (kc->pos[i].sub == sub && kc->pos[i].gen == sub->gen &&
 		    (slot == ITN_KEY_CACHE ||
-		     key_cache[i].stamp > key_cache[slot].stamp))
+		     kc->pos[i].stamp > kc->pos[slot].stamp))
 			slot = i;
+	}
 	if (slot == ITN_KEY_CACHE)
 		return false;
-	*key = key_cache[slot].key;
+	*key = kc->pos[slot].key;
 	return true;
 }
 
@@ -140,28 +174,54 @@ static void release_cb(struct rcu_head *head)
 	itn__rcu_callback_exit();
 }
 
-void itn__sub_put(struct itn__sub *sub)
+/* The count was 0 or 1 before a put: underflow, or queue release(). */
+static ITN_COLD void sub_put_last(struct itn__sub *sub, uint32_t old)
+{
+	if (old == 0)
+		itn__die("itn_sub_put: reference count underflow");
+	itn__call_rcu(&sub->rcu, release_cb);
+}
+
+static inline void sub_put(struct itn__sub *sub)
 {
 	uint32_t old = atomic_fetch_sub_explicit(&sub->refs, 1,
 						 memory_order_acq_rel);
 
-	if (itn_unlikely(old == 0))
-		itn__die("itn_sub_put: reference count underflow");
-	if (old == 1)
-		itn__call_rcu(&sub->rcu, release_cb);
+	if (itn_unlikely(old <= 1))
+		sub_put_last(sub, old);
 }
 
-static bool get_unless_zero(struct itn__sub *sub)
+void itn__sub_put(struct itn__sub *sub)
 {
-	uint32_t r = atomic_load_explicit(&sub->refs, memory_order_relaxed);
+	sub_put(sub);
+}
 
-	do {
-		if (r == 0 || r == UINT32_MAX)
+/*
+ * Take a reference to a subscription a validated walk found, unless its
+ * count already reached zero (release() is queued: the memory lasts until
+ * the read section ends), and keep it only if the subscription is still
+ * live (remove stores the state before it takes the node out).
+ *
+ * The CAS first guesses the usual count, the registration's reference
+ * alone, rather than loading it: on a line another CPU wrote last, a load
+ * then a CAS would fetch it twice.
+ */
+static inline bool get_live(struct itn__sub *sub)
+{
+	uint32_t r = 1;
+
+	while (!atomic_compare_exchange_weak_explicit(&sub->refs, &r, r + 1,
+						      memory_order_acquire,
+						      memory_order_relaxed))
+		if (itn_unlikely(r == 0 || r == UINT32_MAX))
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(
-		&sub->refs, &r, r + 1, memory_order_acquire,
-		memory_order_relaxed));
-	return true;
+	/* Pairs with the release stores of state in remove. */
+	if (itn_likely(atomic_load_explicit(&sub->state,
+					    memory_order_acquire) ==
+		       ITN_SUB_LIVE))
+		return true;
+	sub_put(sub); /* removed since the walk */
+	return false;
 }
 
 ITN_EXPORT void itn_sub_get(struct itn_sub *psub)
@@ -181,12 +241,12 @@ ITN_EXPORT void itn_sub_put(struct itn_sub *psub)
 {
 	struct itn__sub *sub = itn__sub(psub);
 
-	if (!psub || !sub->ops || !sub->ops->release)
+	if (itn_unlikely(!psub || !sub->ops || !sub->ops->release))
 		return;
 	/* Our walk is over with this one: forget its key (the memory may be
 	 * reused once released). */
 	key_cache_forget(sub);
-	itn__sub_put(sub);
+	sub_put(sub);
 }
 
 static inline struct itn_tkey key_of(const struct itn_tnode *n)
@@ -200,10 +260,11 @@ static inline struct itn_tkey key_of(const struct itn_tnode *n)
 }
 
 /* First match after @after, skipping other ops; may return ITN_TREE_LOST. */
-static struct itn_tnode *walk(const struct itn_space *s,
-			      const struct itn_sub_ops *ops, uint64_t start,
-			      uint64_t last, const struct itn_tkey *after,
-			      struct itn_tkey *key)
+static inline struct itn_tnode *walk(const struct itn_space *s,
+				     const struct itn_sub_ops *ops,
+				     uint64_t start, uint64_t last,
+				     const struct itn_tkey *after,
+				     struct itn_tkey *key)
 {
 	struct itn_tnode *n = itn__tree_search_rcu(&s->logi, start, last, after,
 						   LOGI_ORDER_OFF);
@@ -233,35 +294,43 @@ static struct itn__sub *find_locked(struct itn_space *s,
 		itn__die("logical index walk lost under the lock");
 	if (n) {
 		/* In the index: live, so the registration holds a ref. */
+		uint32_t old;
+
 		sub = logi_sub(n);
-		atomic_fetch_add_explicit(&sub->refs, 1, memory_order_relaxed);
+		old = atomic_fetch_add_explicit(&sub->refs, 1,
+						memory_order_relaxed);
+		if (itn_unlikely(old == UINT32_MAX))
+			itn__die("itn_find: reference count overflow");
 	}
 	itn__unlock(s);
 	return sub;
 }
 
-static struct itn_sub *find_after(struct itn_space *s,
-				  const struct itn_sub_ops *ops,
-				  uint64_t start, uint64_t last,
-				  const struct itn_tkey *after)
+/*
+ * The lockless walk, tried again after a failed first try (a writer ran,
+ * or the result was being removed), then under the lock.  Returns the
+ * result with a reference, or NULL; *@key is where it was found.
+ */
+static ITN_NOINLINE struct itn__sub *
+find_retry(struct itn_space *s, const struct itn_sub_ops *ops, uint64_t start,
+	   uint64_t last, const struct itn_tkey *after, struct itn_tkey *key)
 {
 	struct itn__sub *sub = NULL;
-	struct itn_tkey key = { 0, 0 };
 	int tries;
 
 	itn__rcu_read_lock();
-	for (tries = 0;; tries++) {
+	for (tries = 1;; tries++) {
 		struct itn_tnode *n;
 		uint64_t w;
 
 		if (tries == ITN_FIND_RETRIES) {
-			sub = find_locked(s, ops, start, last, after, &key);
+			sub = find_locked(s, ops, start, last, after, key);
 			break;
 		}
 		w = itn__tree_read_begin(&s->logi);
 		if (w & 1)
 			continue;
-		n = walk(s, ops, start, last, after, &key);
+		n = walk(s, ops, start, last, after, key);
 		if (n == ITN_TREE_LOST || !itn__tree_read_valid(&s->logi, w))
 			continue;
 		if (!n) {
@@ -269,29 +338,63 @@ static struct itn_sub *find_after(struct itn_space *s,
 			break;
 		}
 		sub = logi_sub(n);
-		if (!get_unless_zero(sub))
-			continue; /* its last reference is gone: removed */
-		/* Pairs with the release stores of state in remove. */
-		if (atomic_load_explicit(&sub->state, memory_order_acquire) ==
-		    ITN_SUB_LIVE)
+		if (get_live(sub))
 			break;
-		itn__sub_put(sub); /* removed since the walk */
+		/* its last reference is gone, or removed since the walk */
 	}
 	itn__rcu_read_unlock();
+	return sub;
+}
 
-	if (!sub) {
-		errno = ENOENT;
-		return NULL;
+/*
+ * The first match after *@after (NULL: the first), with a reference.  The
+ * first try is inline, the common case: one validated lockless walk and a
+ * live result.  Anything else goes to find_retry().
+ */
+static inline struct itn_sub *find_after(struct itn_space *s,
+					 const struct itn_sub_ops *ops,
+					 uint64_t start, uint64_t last,
+					 const struct itn_tkey *after)
+{
+	struct itn__sub *sub;
+	struct itn_tkey key;
+	struct itn_tnode *n;
+	uint64_t w;
+
+	itn__rcu_read_lock();
+	w = itn__tree_read_begin(&s->logi);
+	if (itn_likely(!(w & 1))) {
+		n = walk(s, ops, start, last, after, &key);
+		if (itn_likely(n != ITN_TREE_LOST &&
+			       itn__tree_read_valid(&s->logi, w))) {
+			if (!n) {
+				itn__rcu_read_unlock();
+				goto none;
+			}
+			sub = logi_sub(n);
+			if (itn_likely(get_live(sub))) {
+				itn__rcu_read_unlock();
+				goto found;
+			}
+		}
 	}
+	itn__rcu_read_unlock();
+	sub = find_retry(s, ops, start, last, after, &key);
+	if (!sub)
+		goto none;
+found:
 	key_cache_record(sub, &key);
 	return itn__pub(sub);
+none:
+	errno = ENOENT;
+	return NULL;
 }
 
 ITN_EXPORT struct itn_sub *itn_find(struct itn_space *s,
 				    const struct itn_sub_ops *ops,
 				    uint64_t start, uint64_t last)
 {
-	if (!s || start > last || (ops && !ops->release)) {
+	if (itn_unlikely(!s || start > last || (ops && !ops->release))) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -306,8 +409,9 @@ ITN_EXPORT struct itn_sub *itn_find_next(struct itn_space *s,
 	const struct itn__sub *prev = itn__csub(pprev);
 	struct itn_tkey after;
 
-	if (!s || !pprev || start > last || (ops && !ops->release) ||
-	    !prev->ops || !prev->ops->release) {
+	if (itn_unlikely(!s || !pprev || start > last ||
+			 (ops && !ops->release) || !prev->ops ||
+			 !prev->ops->release)) {
 		errno = EINVAL;
 		return NULL;
 	}

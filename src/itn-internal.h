@@ -73,42 +73,80 @@ enum itn__pending {
  *	subscription, linked or not (itn_sub_start/last read it).
  * @order: position among equal starts in the logical index (a per-space
  *	counter taken at insert and update).
- * @space: the space; set by insert, never cleared.
  * @ops: the callbacks.
+ * @space: the space; set by insert, never cleared.
+ * @gen: the order taken by the insert: tells this insertion of the memory
+ *	from earlier ones (find.c's walk positions).
+ * @deferred: link in the space's deferred list (space lock).
+ * @rcu: release() is queued with it once @refs reached zero (the sub is
+ *	then on no list, so it can share storage with @deferred).
+ * @pending: enum itn__pending (space lock).
  * @seq: the sub seq (always odd): written under the space lock by insert
  *	and update, by itn_set_seq() under the caller's lock.
  * @state: enum itn__sub_state.
  * @refs: references (release() subscriptions only): one held by the
  *	registration until the subscription has left the physical tree, one
  *	per itn_find()/itn_sub_get().
- * @deferred: link in the space's deferred list (space lock).
- * @rcu: release() is queued with it once @refs reached zero (the sub is
- *	then on no list, so it can share storage with @deferred).
- * @pending: enum itn__pending (space lock).
- * @gen: the order taken by the insert: tells this insertion of the memory
- *	from earlier ones (find.c's walk positions).
+ *
+ * Layout.  Lockless walks (itn_find() on @logi, invalidations on @phys)
+ * read the two nodes of every subscription they pass, on any thread.  The
+ * words written on hot paths, @refs (twice per find and put) and @seq
+ * (every invalidation that hits), and @state, which find reads next to
+ * @refs, come last, at least 64 bytes after the last word of the nodes: an
+ * aligned word lies within one 64-byte cache line, and two words 64 bytes
+ * apart never share one, so wherever the caller puts the subscription
+ * (8-byte aligned), a find or an invalidation on it never dirties the line
+ * holding its own nodes, which every walk through them reads.  (What comes
+ * after struct itn_sub in the caller's object is the caller's: 168 bytes
+ * leave no room to keep the nodes of the next object in an array of bare
+ * subscriptions 64 bytes away as well.)  In between are the words read
+ * with the nodes (@order and @ops by the find walk) and the ones written
+ * only under the space lock.
  */
 struct itn__sub {
 	struct itn_tnode phys;
 	struct itn_tnode logi;
 	_Atomic uint64_t order;
-	_Atomic(struct itn_space *) space;
 	const struct itn_sub_ops *ops;
-	_Atomic uint64_t seq;
-	_Atomic uint32_t state;
-	_Atomic uint32_t refs;
+	_Atomic(struct itn_space *) space;
+	uint64_t gen;
 	union {
 		struct cds_list_head deferred;
 		struct rcu_head rcu;
 	};
 	uint8_t pending;
-	uint64_t gen;
+	/* Hot: written by finds, puts and invalidations (see above). */
+	_Atomic uint64_t seq;
+	_Atomic uint32_t state;
+	_Atomic uint32_t refs;
 };
 
 _Static_assert(sizeof(struct itn__sub) <= sizeof(struct itn_sub),
 	       "struct itn_sub is too small for the library's layout");
 _Static_assert(_Alignof(struct itn__sub) <= _Alignof(struct itn_sub),
 	       "struct itn_sub is not aligned enough");
+#if UINTPTR_MAX == UINT64_MAX
+/* LP64: the hot words are the last 16 bytes, 64 bytes after the nodes. */
+#define ITN__NODES_LAST_WORD                                      \
+	(offsetof(struct itn__sub, logi) + sizeof(struct itn_tnode) - \
+	 sizeof(uint64_t))
+_Static_assert(offsetof(struct itn__sub, logi) ==
+		       offsetof(struct itn__sub, phys) +
+			       sizeof(struct itn_tnode) &&
+	       offsetof(struct itn__sub, phys) == 0,
+	       "struct itn__sub: the two nodes come first, together");
+_Static_assert(offsetof(struct itn__sub, seq) >= ITN__NODES_LAST_WORD + 64 &&
+		       offsetof(struct itn__sub, state) >=
+			       ITN__NODES_LAST_WORD + 64 &&
+		       offsetof(struct itn__sub, refs) >=
+			       ITN__NODES_LAST_WORD + 64,
+	       "struct itn__sub: a hot word shares a cache line with a node");
+_Static_assert(offsetof(struct itn__sub, state) / 8 ==
+		       offsetof(struct itn__sub, refs) / 8,
+	       "struct itn__sub: state and refs in one word (one line)");
+_Static_assert(sizeof(struct itn__sub) == 168,
+	       "struct itn__sub: LP64 layout is 168 bytes");
+#endif
 
 static inline struct itn__sub *itn__sub(struct itn_sub *sub)
 {
