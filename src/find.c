@@ -279,6 +279,45 @@ static inline struct itn_tnode *walk(const struct itn_space *s,
 	return n;
 }
 
+/*
+ * The first match (after @after), from the flat index when it is the
+ * tree at @w, else from the tree; *@stale says the flat index was not.
+ * Meaningful only if the read section then validates @w.
+ */
+static inline __attribute__((always_inline)) struct itn_tnode *
+lookup(const struct itn_space *s,
+				       const struct itn_sub_ops *ops,
+				       uint64_t start, uint64_t last,
+				       const struct itn_tkey *after,
+				       struct itn_tkey *key, uint64_t w,
+				       bool *stale)
+{
+	if (!after) {
+		const struct itn_flat *f =
+			atomic_load_explicit(&s->flat, memory_order_acquire);
+
+		if (itn_likely(f && f->wseq == w)) {
+			struct itn__sub *sub;
+			uint64_t fstart;
+
+			sub = itn__flat_first(f, start, last, &fstart);
+			if (!sub)
+				return NULL;
+			*key = (struct itn_tkey){
+				.start = fstart,
+				.order = atomic_load_explicit(
+					&sub->order, memory_order_acquire),
+			};
+			if (!ops || sub->ops == ops)
+				return &sub->logi;
+			/* Another user's: go on in the tree after it. */
+			return walk(s, ops, start, last, key, key);
+		}
+		*stale = true;
+	}
+	return walk(s, ops, start, last, after, key);
+}
+
 static struct itn__sub *find_locked(struct itn_space *s,
 				    const struct itn_sub_ops *ops,
 				    uint64_t start, uint64_t last,
@@ -327,10 +366,12 @@ find_retry(struct itn_space *s, const struct itn_sub_ops *ops, uint64_t start,
 			sub = find_locked(s, ops, start, last, after, key);
 			break;
 		}
+		bool stale = false;
+
 		w = itn__tree_read_begin(&s->logi);
 		if (w & 1)
 			continue;
-		n = walk(s, ops, start, last, after, key);
+		n = lookup(s, ops, start, last, after, key, w, &stale);
 		if (n == ITN_TREE_LOST || !itn__tree_read_valid(&s->logi, w))
 			continue;
 		if (!n) {
@@ -347,6 +388,17 @@ find_retry(struct itn_space *s, const struct itn_sub_ops *ops, uint64_t start,
 }
 
 /*
+ * A validated itn_find() walked the tree at @w: the flat index was stale.
+ * Count it, and maybe build a new index, except where a find must not
+ * allocate or wait: in an invalidate callback or a release().
+ */
+static ITN_NOINLINE void note_miss(struct itn_space *s, uint64_t w)
+{
+	if (!itn__cb_top && !itn__in_release)
+		itn__flat_note_miss(s, w);
+}
+
+/*
  * The first match after *@after (NULL: the first), with a reference.  The
  * first try is inline, the common case: one validated lockless walk and a
  * live result.  Anything else goes to find_retry().
@@ -359,21 +411,26 @@ static inline struct itn_sub *find_after(struct itn_space *s,
 	struct itn__sub *sub;
 	struct itn_tkey key;
 	struct itn_tnode *n;
+	bool stale = false;
 	uint64_t w;
 
 	itn__rcu_read_lock();
 	w = itn__tree_read_begin(&s->logi);
 	if (itn_likely(!(w & 1))) {
-		n = walk(s, ops, start, last, after, &key);
+		n = lookup(s, ops, start, last, after, &key, w, &stale);
 		if (itn_likely(n != ITN_TREE_LOST &&
 			       itn__tree_read_valid(&s->logi, w))) {
 			if (!n) {
 				itn__rcu_read_unlock();
+				if (itn_unlikely(stale))
+					note_miss(s, w);
 				goto none;
 			}
 			sub = logi_sub(n);
 			if (itn_likely(get_live(sub))) {
 				itn__rcu_read_unlock();
+				if (itn_unlikely(stale))
+					note_miss(s, w);
 				goto found;
 			}
 		}

@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "flat.h"
 #include "itree.h"
 #include "rcu.h"
 
@@ -99,22 +100,29 @@ enum itn__pending {
  * holding its own nodes, which every walk through them reads.  (What comes
  * after struct itn_sub in the caller's object is the caller's: 168 bytes
  * leave no room to keep the nodes of the next object in an array of bare
- * subscriptions 64 bytes away as well.)  In between are the words read
- * with the nodes (@order and @ops by the find walk) and the ones written
- * only under the space lock.
+ * subscriptions 64 bytes away as well.)  In between come the words
+ * written only under the space lock; then the ones a find reads
+ * once it has its result (@order, @ops, @gen), just before the hot words,
+ * so that a find which takes its result from the flat index (flat.h), not
+ * from the nodes, touches 40 bytes: one line when the subscription is
+ * 64-byte aligned (the tree walk reads @ops and @order only of the nodes
+ * it returns or resumes from, so they cost it nothing to share the line
+ * @refs dirties).
  */
 struct itn__sub {
 	struct itn_tnode phys;
 	struct itn_tnode logi;
-	_Atomic uint64_t order;
-	const struct itn_sub_ops *ops;
+	/* Written under the space lock only. */
 	_Atomic(struct itn_space *) space;
-	uint64_t gen;
 	union {
 		struct cds_list_head deferred;
 		struct rcu_head rcu;
 	};
 	uint8_t pending;
+	/* Read by a find after its lookup, next to what it writes. */
+	_Atomic uint64_t order;
+	const struct itn_sub_ops *ops;
+	uint64_t gen;
 	/* Hot: written by finds, puts and invalidations (see above). */
 	_Atomic uint64_t seq;
 	_Atomic uint32_t state;
@@ -263,9 +271,12 @@ struct itn_space {
 	atomic_bool fast;
 	struct itn_tree phys;
 	struct itn_tree logi;
+	_Atomic(struct itn_flat *) flat; /* read with logi by every find */
 	struct cds_list_head deferred;
 	uint64_t next_order;
 	uint64_t subs;
+	_Atomic uint64_t nlogi; /* nodes in logi: written under the lock */
+	atomic_bool flat_building;
 	_Atomic uint64_t objs;
 	bool released;
 	uint64_t read_waiters;

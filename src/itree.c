@@ -22,8 +22,6 @@
 #define RB_RED ((uintptr_t)0)
 #define RB_BLACK ((uintptr_t)1)
 
-/* Walk guards: a valid red-black tree of 2^64 nodes is at most 128 deep. */
-#define ITN_TREE_MAX_DEPTH (2 * 64 + 8)
 #define ITN_TREE_MAX_STEPS (4 * ITN_TREE_MAX_DEPTH)
 
 typedef struct itn_tnode node_t;

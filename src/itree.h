@@ -86,6 +86,9 @@ struct itn_tkey {
 	uint64_t order;
 };
 
+/* Walk guard: a valid red-black tree of 2^64 nodes is at most 128 deep. */
+#define ITN_TREE_MAX_DEPTH (2 * 64 + 8)
+
 /* Returned by itn__tree_search_rcu() when its step or depth guard fired. */
 #define ITN_TREE_LOST ((struct itn_tnode *)(uintptr_t)1)
 

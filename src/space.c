@@ -76,6 +76,9 @@ ITN_EXPORT struct itn_space *itn_space_new(void)
 	atomic_init(&s->fast, true);
 	itn__tree_init(&s->phys);
 	itn__tree_init(&s->logi);
+	atomic_init(&s->flat, NULL);
+	atomic_init(&s->nlogi, 0);
+	atomic_init(&s->flat_building, false);
 	CDS_INIT_LIST_HEAD(&s->deferred);
 	atomic_init(&s->objs, 0);
 	atomic_init(&s->notifiers, NULL);
@@ -176,6 +179,7 @@ ITN_EXPORT int itn_space_free(struct itn_space *s)
 	itn__unlock(s);
 	if (busy)
 		return -EBUSY;
+	itn__flat_free(s);
 	pthread_cond_destroy(&s->cv);
 	pthread_mutex_destroy(&s->lock);
 	free(s);

@@ -59,6 +59,10 @@ void itn__logi_insert(struct itn_space *s, struct itn__sub *sub)
 			     itn__tnode_start(&sub->logi),
 			     itn__tnode_last(&sub->logi)))
 		itn__die("logical index insert of a linked subscription");
+	atomic_store_explicit(&s->nlogi,
+			      atomic_load_explicit(&s->nlogi,
+						   memory_order_relaxed) + 1,
+			      memory_order_relaxed);
 	debug_check(&s->logi, LOGI_ORDER_OFF);
 }
 
@@ -66,6 +70,10 @@ void itn__logi_remove(struct itn_space *s, struct itn__sub *sub)
 {
 	if (itn__tree_remove(&s->logi, &sub->logi))
 		itn__die("logical index remove of an unlinked subscription");
+	atomic_store_explicit(&s->nlogi,
+			      atomic_load_explicit(&s->nlogi,
+						   memory_order_relaxed) - 1,
+			      memory_order_relaxed);
 	debug_check(&s->logi, LOGI_ORDER_OFF);
 }
 
