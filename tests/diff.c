@@ -555,6 +555,9 @@ long diff_run(const uint8_t *prog, size_t len, bool fast, bool verbose)
 	c.s = itn_space_new();
 	if (!c.s || itn__space_set_fast(c.s, fast))
 		return fail(&c, "cannot create a space"), -1;
+	/* With the fast paths, a flat index after every find on an unchanged
+	 * tree (so finds use it whenever it is current); without, none. */
+	itn__flat_set_threshold(63, fast ? 1 : UINT64_MAX);
 	ref_init(&c.m, 2, ref_invalidate, &c);
 
 	while (ok && c.left) {

@@ -18,8 +18,10 @@
 #include <stdint.h>
 
 /*
- * diff_run() - run @prog against libitn (lock-free fast paths on if @fast)
- * and the model.  Returns the number of operations run, or -1 after
+ * diff_run() - run @prog against libitn and the model: with @fast, with
+ * the lock-free invalidation fast paths and a flat index built after every
+ * find on an unchanged tree (so finds search it whenever it is current);
+ * without, with the locked paths and tree walks alone.  Returns the number of operations run, or -1 after
  * printing the first difference to stderr (with the operation trace if
  * @verbose).
  */

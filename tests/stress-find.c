@@ -31,6 +31,11 @@
  *
  * Workers and callbacks never assert: they count failures (and keep the
  * first message); the test thread asserts after joining them.
+ *
+ * `--flat eager` makes every thread build a flat index (src/flat.h) after
+ * its first find on an unchanged tree (test-only itn__flat_set_threshold()),
+ * so that builds race with every writer and finds use fresh and stale
+ * copies all the time; the default is the library's own policy.
  */
 #include <errno.h>
 /* cmocka.h 1.1.5 needs stdarg.h, stddef.h and setjmp.h included first. */
@@ -50,6 +55,8 @@
 #include <time.h>
 
 #include <itn/itn.h>
+
+#include "flat.h"
 
 #define MAGIC_LIVE UINT64_C(0x66696e642d6c6976) /* "find-liv" */
 #define MAGIC_DEAD UINT64_C(0xdeaddeaddeaddead)
@@ -827,11 +834,20 @@ static void stress_find(void **state)
 	assert_int_equal(itn_space_free(space), 0);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(stress_find),
 	};
+
+	if (argc == 3 && !strcmp(argv[1], "--flat") &&
+	    !strcmp(argv[2], "eager")) {
+		itn__flat_set_threshold(63, 1);
+	} else if (argc != 1 && !(argc == 3 && !strcmp(argv[1], "--flat") &&
+				  !strcmp(argv[2], "auto"))) {
+		fprintf(stderr, "usage: %s [--flat eager|auto]\n", argv[0]);
+		return EXIT_FAILURE;
+	}
 
 	/* Never return the failure count: 77 reads as SKIP in meson. */
 	return cmocka_run_group_tests_name("stress-find", tests, NULL, NULL) ?
