@@ -12,6 +12,9 @@
  *
  * The logical index changes synchronously in insert/remove/update, so
  * find follows program order even while the physical tree is frozen.
+ * While it does not change, itn_find() searches a flat copy of it instead
+ * (flat.h), valid only at the tree sequence it was taken at.  The walk
+ * with a position (itn_find_next()) always uses the tree.
  *
  * Lifetime of a subscription with release(): the registration holds one
  * reference until the subscription has left the physical tree; each find
