@@ -542,18 +542,26 @@ ITN_EXPORT bool itn_sub_busy(const struct itn_sub *psub)
 	       st == ITN_SUB_REMOVING || st == ITN_SUB_ZOMBIE;
 }
 
+/* The range accessors have no value to return for NULL: say so and stop,
+ * rather than fault at an offset of NULL. */
 ITN_EXPORT uint64_t itn_sub_start(const struct itn_sub *sub)
 {
+	if (itn_unlikely(!sub))
+		itn__die("itn_sub_start: NULL subscription");
 	return itn__tnode_start(&itn__csub(sub)->logi);
 }
 
 ITN_EXPORT uint64_t itn_sub_last(const struct itn_sub *sub)
 {
+	if (itn_unlikely(!sub))
+		itn__die("itn_sub_last: NULL subscription");
 	return itn__tnode_last(&itn__csub(sub)->logi);
 }
 
 ITN_EXPORT struct itn_space *itn_sub_space(const struct itn_sub *sub)
 {
+	if (!sub)
+		return NULL;
 	return atomic_load_explicit(&itn__csub(sub)->space,
 				    memory_order_relaxed);
 }

@@ -2836,6 +2836,16 @@ static void child_end_without_start(void)
 	itn_invalidate_end(child_space, &r);
 }
 
+static void child_sub_start_null(void)
+{
+	(void)itn_sub_start(NULL);
+}
+
+static void child_sub_last_null(void)
+{
+	(void)itn_sub_last(NULL);
+}
+
 /* Run @fn in a child: it must die of SIGABRT with @name on stderr. */
 static void expect_abort_naming(void (*fn)(void), const char *name)
 {
@@ -2910,6 +2920,16 @@ static void invalidate_end_without_start_aborts(void **state)
 	expect_abort_naming(child_end_without_start, "itn_invalidate_end");
 }
 
+/* The range accessors on NULL abort, naming themselves (no value to
+ * return); itn_sub_space(NULL) is NULL, like a never-inserted sub. */
+static void sub_accessors_on_null(void **state)
+{
+	(void)state;
+	expect_abort_naming(child_sub_start_null, "itn_sub_start");
+	expect_abort_naming(child_sub_last_null, "itn_sub_last");
+	assert_null(itn_sub_space(NULL));
+}
+
 int main(void)
 {
 #define T(f)                                                     \
@@ -2957,6 +2977,7 @@ int main(void)
 		T(insert_from_callback_is_deferred),
 		T(read_begin_in_callback_aborts),
 		T(invalidate_end_without_start_aborts),
+		T(sub_accessors_on_null),
 	};
 #undef T
 

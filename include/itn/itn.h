@@ -303,7 +303,8 @@ bool itn_sub_busy(const struct itn_sub *sub);
 
 /**
  * itn_sub_start() - First address of the logical range (after updates).
- * @sub: an inserted (or removed, still referenced) subscription.
+ * @sub: an inserted (or removed, still referenced) subscription; NULL
+ *	aborts with a message naming itn_sub_start.
  *
  * Context: any thread; lockless.
  * Return: the first address.
@@ -312,7 +313,8 @@ uint64_t itn_sub_start(const struct itn_sub *sub);
 
 /**
  * itn_sub_last() - Last address of the logical range (after updates).
- * @sub: an inserted (or removed, still referenced) subscription.
+ * @sub: an inserted (or removed, still referenced) subscription; NULL
+ *	aborts with a message naming itn_sub_last.
  *
  * Context: any thread; lockless.
  * Return: the last address, inclusive.
@@ -324,7 +326,7 @@ uint64_t itn_sub_last(const struct itn_sub *sub);
  * @sub: the subscription.
  *
  * Context: any thread; lockless.
- * Return: the space, or NULL if @sub was never inserted.
+ * Return: the space, or NULL if @sub is NULL or was never inserted.
  */
 struct itn_space *itn_sub_space(const struct itn_sub *sub);
 
