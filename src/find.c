@@ -25,6 +25,8 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
 
 /* Validated lockless walks tried before falling back to the lock. */
 #define ITN_FIND_RETRIES 8
@@ -158,13 +160,239 @@ static inline struct itn__sub *logi_sub(struct itn_tnode *n)
 	return itn_container_of(n, struct itn__sub, logi);
 }
 
-static void release_cb(struct rcu_head *head)
-{
-	struct itn__sub *sub = itn_container_of(head, struct itn__sub, rcu);
-	struct itn_space *s;
+/*
+ * Slot references.
+ *
+ * A find whose result is live stores it in one of this thread's slots
+ * instead of adding to @refs, and the put that finds it there clears the
+ * slot: a same-thread find+put writes only this thread's lines, however
+ * many threads find the same subscription.  References stay fungible: a
+ * put of a subscription this thread has no slot for takes a counted
+ * reference if there is one, else clears another thread's slot holding it
+ * (under ref_lock, scanning every block).
+ *
+ * A reference is thus a unit of @refs (ITN_REFS_COUNT part, plus the
+ * registration's ITN_REFS_REG) or a slot holding the subscription, and
+ * release() must wait for both.  Slots are filled only by finds that saw
+ * the subscription LIVE, inside their read section, so a scan made after
+ * a grace period that began after remove stored ZOMBIE sees every slot
+ * ever filled for it; later, slots are only cleared.  When @refs reaches
+ * zero (remove dropped ITN_REFS_REG, the last counted reference went),
+ * release_cb runs after a grace period (DYING) and scans: no slot, then
+ * release() at once.  Else RELEASE_WAIT, and release_wait_cb after one
+ * more grace period scans again: a put that cleared a slot but loaded the
+ * state before RELEASE_WAIT was stored began its read section before that
+ * grace period, so its clear is seen.  Still held: RELEASE_ARMED, and the
+ * put that clears the last slot (it loads RELEASE_WAIT or RELEASE_ARMED in
+ * its read section, then rechecks under ref_lock) queues release() with
+ * call_rcu.  Exactly once: the state changes to RELEASING under ref_lock.
+ *
+ * Blocks are per thread, registered in ref_blocks (ref_lock).  A thread
+ * that exits still holding slot references leaves its block there as an
+ * orphan, so other threads can put them; the last foreign clear frees it.
+ * A scan (under ref_lock) races only with owners clearing their own slots
+ * and filling them; an owner bumps @clears before it clears, so a scan
+ * that found nothing can tell a miss (a clear during the scan) from an
+ * underflow.
+ */
+#define ITN_REF_SLOTS 8
 
-	itn__rcu_callback_enter(head);
-	s = atomic_load_explicit(&sub->space, memory_order_relaxed);
+struct ref_block {
+	_Atomic(struct itn__sub *) slot[ITN_REF_SLOTS];
+	_Atomic uint64_t clears;
+	struct cds_list_head link; /* ref_lock */
+	bool orphan;		   /* ref_lock */
+};
+
+static pthread_mutex_t ref_lock = PTHREAD_MUTEX_INITIALIZER;
+static CDS_LIST_HEAD(ref_blocks);
+static pthread_key_t ref_key;
+static pthread_once_t ref_once = PTHREAD_ONCE_INIT;
+static bool ref_key_ok;
+/* release_wait_cb callbacks queued and not finished (itn_synchronize()). */
+static _Atomic uint64_t ref_chained;
+
+static _Thread_local struct ref_block *ref_self
+	__attribute__((tls_model("initial-exec")));
+
+static bool block_empty(struct ref_block *b)
+{
+	for (unsigned int i = 0; i < ITN_REF_SLOTS; i++)
+		if (atomic_load_explicit(&b->slot[i], memory_order_relaxed))
+			return false;
+	return true;
+}
+
+/* Thread exit: drop the block, unless it holds references others put. */
+static void ref_block_exit(void *p)
+{
+	struct ref_block *b = p;
+
+	pthread_mutex_lock(&ref_lock);
+	if (ref_self == b)
+		ref_self = NULL;
+	if (block_empty(b)) {
+		cds_list_del(&b->link);
+		free(b);
+	} else {
+		b->orphan = true;
+	}
+	pthread_mutex_unlock(&ref_lock);
+}
+
+static void ref_key_init(void)
+{
+	ref_key_ok = pthread_key_create(&ref_key, ref_block_exit) == 0;
+}
+
+static ITN_NOINLINE struct ref_block *ref_block_new(void)
+{
+	struct ref_block *b;
+
+	/* Failing leaves this find the counted path. */
+	pthread_once(&ref_once, ref_key_init);
+	if (!ref_key_ok)
+		return NULL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return NULL;
+	if (pthread_setspecific(ref_key, b)) {
+		free(b);
+		return NULL;
+	}
+	pthread_mutex_lock(&ref_lock);
+	cds_list_add(&b->link, &ref_blocks);
+	pthread_mutex_unlock(&ref_lock);
+	ref_self = b;
+	return b;
+}
+
+/*
+ * Take a slot reference to @sub, which the caller's read section found
+ * LIVE.  False: no free slot (take a counted reference).  Only the owner
+ * fills its slots, so a slot it reads empty stays empty until it fills it.
+ */
+static inline bool slot_take(struct itn__sub *sub)
+{
+	struct ref_block *b = ref_self;
+
+	if (itn_unlikely(!b)) {
+		b = ref_block_new();
+		if (!b)
+			return false;
+	}
+	for (unsigned int i = 0; i < ITN_REF_SLOTS; i++)
+		if (!atomic_load_explicit(&b->slot[i], memory_order_relaxed)) {
+			atomic_store_explicit(&b->slot[i], sub,
+					      memory_order_relaxed);
+			return true;
+		}
+	return false;
+}
+
+/* Clear one of this thread's slots holding @sub (a put); false if none. */
+static inline bool slot_drop_own(struct itn__sub *sub)
+{
+	struct ref_block *b = ref_self;
+
+	if (!b)
+		return false;
+	for (unsigned int i = 0; i < ITN_REF_SLOTS; i++) {
+		struct itn__sub *cur = sub;
+
+		if (atomic_load_explicit(&b->slot[i], memory_order_relaxed) !=
+		    sub)
+			continue;
+		/* Tell a concurrent scan it may have missed a reference
+		 * (pairs with the acquire fence in slot_drop_foreign()). */
+		atomic_store_explicit(
+			&b->clears,
+			atomic_load_explicit(&b->clears, memory_order_relaxed) +
+				1,
+			memory_order_relaxed);
+		atomic_thread_fence(memory_order_release);
+		/* A CAS: another thread may put this reference (under
+		 * ref_lock) at the same time.  Release: a finish attempt that
+		 * sees the slot empty sees the counted references taken
+		 * before. */
+		if (atomic_compare_exchange_strong_explicit(
+			    &b->slot[i], &cur, NULL, memory_order_release,
+			    memory_order_relaxed))
+			return true;
+	}
+	return false;
+}
+
+/* Whether this thread holds a slot reference to @sub. */
+static bool slot_own(const struct itn__sub *sub)
+{
+	struct ref_block *b = ref_self;
+
+	if (!b)
+		return false;
+	for (unsigned int i = 0; i < ITN_REF_SLOTS; i++)
+		if (atomic_load_explicit(&b->slot[i], memory_order_relaxed) ==
+		    sub)
+			return true;
+	return false;
+}
+
+/* Whether any slot holds @sub (ref_lock held). */
+static bool slot_held(const struct itn__sub *sub)
+{
+	struct ref_block *b;
+
+	cds_list_for_each_entry(b, &ref_blocks, link)
+		for (unsigned int i = 0; i < ITN_REF_SLOTS; i++)
+			if (atomic_load_explicit(&b->slot[i],
+						 memory_order_acquire) == sub)
+				return true;
+	return false;
+}
+
+/*
+ * Clear a slot of any thread holding @sub (ref_lock held).  False only if
+ * none did during a scan no owner cleared a slot in: then no slot held
+ * it throughout (owners only fill theirs meanwhile, with their own new
+ * references).
+ */
+static bool slot_drop_foreign(struct itn__sub *sub, bool *quiet)
+{
+	struct ref_block *b, *tmp;
+	uint64_t before = 0, after = 0;
+
+	cds_list_for_each_entry(b, &ref_blocks, link)
+		before += atomic_load_explicit(&b->clears,
+					       memory_order_acquire);
+	cds_list_for_each_entry_safe(b, tmp, &ref_blocks, link)
+		for (unsigned int i = 0; i < ITN_REF_SLOTS; i++) {
+			struct itn__sub *cur = sub;
+
+			if (atomic_compare_exchange_strong_explicit(
+				    &b->slot[i], &cur, NULL,
+				    memory_order_acq_rel,
+				    memory_order_acquire)) {
+				if (b->orphan && block_empty(b)) {
+					cds_list_del(&b->link);
+					free(b);
+				}
+				return true;
+			}
+		}
+	atomic_thread_fence(memory_order_acquire);
+	cds_list_for_each_entry(b, &ref_blocks, link)
+		after += atomic_load_explicit(&b->clears,
+					      memory_order_relaxed);
+	*quiet = before == after;
+	return false;
+}
+
+/* Run release() (a call_rcu callback, after every reference went). */
+static void do_release(struct itn__sub *sub)
+{
+	struct itn_space *s = atomic_load_explicit(&sub->space,
+						   memory_order_relaxed);
+
 	/* The memory is the caller's again: it may be inserted anew
 	 * (itn_sub_insert() refuses it with -EBUSY only until now). */
 	atomic_store_explicit(&sub->state, ITN_SUB_REMOVED,
@@ -174,36 +402,155 @@ static void release_cb(struct rcu_head *head)
 	itn__in_release = false;
 	/* Pairs with the acquire load in itn_space_free(). */
 	atomic_fetch_sub_explicit(&s->objs, 1, memory_order_release);
+}
+
+/* No reference of any kind left (ref_lock held; no slot can be filled). */
+static bool refs_gone(const struct itn__sub *sub)
+{
+	return !slot_held(sub) &&
+	       !atomic_load_explicit(&sub->refs, memory_order_acquire);
+}
+
+static void release_final_cb(struct rcu_head *head)
+{
+	itn__rcu_callback_enter(head);
+	do_release(itn_container_of(head, struct itn__sub, rcu));
 	itn__rcu_callback_exit();
 }
 
-/* The count was 0 or 1 before a put: underflow, or queue release(). */
-static ITN_COLD void sub_put_last(struct itn__sub *sub, uint32_t old)
+static void release_wait_cb(struct rcu_head *head)
 {
-	if (old == 0)
-		itn__die("itn_sub_put: reference count underflow");
-	itn__call_rcu(&sub->rcu, release_cb);
+	struct itn__sub *sub = itn_container_of(head, struct itn__sub, rcu);
+	bool gone;
+
+	itn__rcu_callback_enter(head);
+	pthread_mutex_lock(&ref_lock);
+	gone = refs_gone(sub);
+	atomic_store_explicit(&sub->state,
+			      gone ? ITN_SUB_RELEASING : ITN_SUB_RELEASE_ARMED,
+			      memory_order_relaxed);
+	pthread_mutex_unlock(&ref_lock);
+	if (gone)
+		do_release(sub);
+	/* Pairs with the acquire load in itn_synchronize(). */
+	atomic_fetch_sub_explicit(&ref_chained, 1, memory_order_release);
+	itn__rcu_callback_exit();
 }
 
-static inline void sub_put(struct itn__sub *sub)
+/* A grace period after @refs reached zero (and the state left LIVE). */
+static void release_cb(struct rcu_head *head)
 {
-	uint32_t old = atomic_fetch_sub_explicit(&sub->refs, 1,
-						 memory_order_acq_rel);
+	struct itn__sub *sub = itn_container_of(head, struct itn__sub, rcu);
+	bool gone;
 
-	if (itn_unlikely(old <= 1))
-		sub_put_last(sub, old);
+	itn__rcu_callback_enter(head);
+	pthread_mutex_lock(&ref_lock);
+	gone = refs_gone(sub);
+	if (!gone) {
+		/* Slot references remain: look again after one more grace
+		 * period (see above), then leave it to the last put. */
+		atomic_fetch_add_explicit(&ref_chained, 1,
+					  memory_order_relaxed);
+		atomic_store_explicit(&sub->state, ITN_SUB_RELEASE_WAIT,
+				      memory_order_relaxed);
+		itn__call_rcu(&sub->rcu, release_wait_cb);
+	} else {
+		atomic_store_explicit(&sub->state, ITN_SUB_RELEASING,
+				      memory_order_relaxed);
+	}
+	pthread_mutex_unlock(&ref_lock);
+	if (gone)
+		do_release(sub);
+	itn__rcu_callback_exit();
+}
+
+/* A put cleared a slot or the count of a RELEASE_WAIT/ARMED subscription. */
+static ITN_NOINLINE void release_try_finish(struct itn__sub *sub)
+{
+	pthread_mutex_lock(&ref_lock);
+	/* RELEASE_WAIT: release_wait_cb will scan after this unlock. */
+	if (atomic_load_explicit(&sub->state, memory_order_relaxed) ==
+		    ITN_SUB_RELEASE_ARMED &&
+	    refs_gone(sub)) {
+		atomic_store_explicit(&sub->state, ITN_SUB_RELEASING,
+				      memory_order_relaxed);
+		/* release() runs from call_rcu, behind a grace period. */
+		itn__call_rcu(&sub->rcu, release_final_cb);
+	}
+	pthread_mutex_unlock(&ref_lock);
+}
+
+/*
+ * After a put (in its read section): @zero says it took @refs to zero.
+ * The first time, the subscription is ZOMBIE: queue release_cb.
+ */
+static inline void put_done(struct itn__sub *sub, bool zero)
+{
+	uint32_t st = atomic_load_explicit(&sub->state, memory_order_acquire);
+	uint32_t zombie = ITN_SUB_ZOMBIE;
+
+	if (itn_likely(st == ITN_SUB_LIVE))
+		return;
+	if (zero && st == ITN_SUB_ZOMBIE) {
+		if (atomic_compare_exchange_strong_explicit(
+			    &sub->state, &zombie, ITN_SUB_DYING,
+			    memory_order_acq_rel, memory_order_relaxed))
+			itn__call_rcu(&sub->rcu, release_cb);
+		return;
+	}
+	if (st == ITN_SUB_RELEASE_WAIT || st == ITN_SUB_RELEASE_ARMED)
+		release_try_finish(sub);
+}
+
+/*
+ * Drop a counted reference; none: another thread's slot reference.
+ * Inside the caller's read section.
+ */
+static ITN_NOINLINE void put_slow(struct itn__sub *sub)
+{
+	uint32_t r = atomic_load_explicit(&sub->refs, memory_order_relaxed);
+	bool quiet = false;
+
+	for (;;) {
+		while (r & ITN_REFS_COUNT)
+			if (atomic_compare_exchange_weak_explicit(
+				    &sub->refs, &r, r - 1,
+				    memory_order_acq_rel,
+				    memory_order_relaxed)) {
+				put_done(sub, r == 1);
+				return;
+			}
+		pthread_mutex_lock(&ref_lock);
+		if (slot_drop_foreign(sub, &quiet)) {
+			pthread_mutex_unlock(&ref_lock);
+			put_done(sub, false);
+			return;
+		}
+		pthread_mutex_unlock(&ref_lock);
+		r = atomic_load_explicit(&sub->refs, memory_order_acquire);
+		if (quiet && !(r & ITN_REFS_COUNT))
+			itn__die("itn_sub_put: reference count underflow");
+	}
 }
 
 void itn__sub_put(struct itn__sub *sub)
 {
-	sub_put(sub);
+	uint32_t old;
+
+	itn__rcu_read_lock();
+	old = atomic_fetch_sub_explicit(&sub->refs, ITN_REFS_REG,
+					memory_order_acq_rel);
+	if (itn_unlikely(!(old & ITN_REFS_REG)))
+		itn__die("itn_sub_put: registration reference dropped twice");
+	put_done(sub, old == ITN_REFS_REG);
+	itn__rcu_read_unlock();
 }
 
 /*
- * Take a reference to a subscription a validated walk found, unless its
- * count already reached zero (release() is queued: the memory lasts until
- * the read section ends), and keep it only if the subscription is still
- * live (remove stores the state before it takes the node out).
+ * Take a counted reference to a subscription a validated walk found,
+ * unless @refs already reached zero (release() is queued: the memory lasts
+ * until the read section ends), and keep it only if the subscription is
+ * still live (remove stores the state before it takes the node out).
  *
  * The CAS first guesses the usual count, the registration's reference
  * alone, rather than loading it: on a line another CPU wrote last, a load
@@ -211,33 +558,61 @@ void itn__sub_put(struct itn__sub *sub)
  */
 static inline bool get_live(struct itn__sub *sub)
 {
-	uint32_t r = 1;
+	uint32_t r = ITN_REFS_REG;
 
 	while (!atomic_compare_exchange_weak_explicit(&sub->refs, &r, r + 1,
 						      memory_order_acquire,
 						      memory_order_relaxed))
-		if (itn_unlikely(r == 0 || r == UINT32_MAX))
+		if (itn_unlikely(r == 0 ||
+				 (r & ITN_REFS_COUNT) == ITN_REFS_COUNT))
 			return false;
 	/* Pairs with the release stores of state in remove. */
 	if (itn_likely(atomic_load_explicit(&sub->state,
 					    memory_order_acquire) ==
 		       ITN_SUB_LIVE))
 		return true;
-	sub_put(sub); /* removed since the walk */
+	put_slow(sub); /* removed since the walk */
 	return false;
+}
+
+/*
+ * A reference to a subscription the read section found: a slot if it is
+ * live and one is free (no shared write), else a counted one.
+ */
+static inline bool get_ref(struct itn__sub *sub)
+{
+	/* Pairs with the release stores of state in remove. */
+	if (itn_likely(atomic_load_explicit(&sub->state,
+					    memory_order_acquire) ==
+		       ITN_SUB_LIVE) &&
+	    itn_likely(slot_take(sub)))
+		return true;
+	return get_live(sub);
 }
 
 ITN_EXPORT void itn_sub_get(struct itn_sub *psub)
 {
 	struct itn__sub *sub = itn__sub(psub);
 	uint32_t old;
+	bool held;
 
 	if (!psub || !sub->ops || !sub->ops->release)
 		return;
 	old = atomic_fetch_add_explicit(&sub->refs, 1, memory_order_relaxed);
-	if (itn_unlikely(old == 0 || old == UINT32_MAX))
-		itn__die("itn_sub_get: %s", old ? "reference count overflow" :
-						  "no reference is held");
+	if (itn_unlikely((old & ITN_REFS_COUNT) == ITN_REFS_COUNT))
+		itn__die("itn_sub_get: reference count overflow");
+	if (itn_likely(old))
+		return;
+	/* The caller's reference is a slot (its own or one handed over):
+	 * the count now holds the subscription too. */
+	held = slot_own(sub);
+	if (!held) {
+		pthread_mutex_lock(&ref_lock);
+		held = slot_held(sub);
+		pthread_mutex_unlock(&ref_lock);
+	}
+	if (!held)
+		itn__die("itn_sub_get: no reference is held");
 }
 
 ITN_EXPORT void itn_sub_put(struct itn_sub *psub)
@@ -249,7 +624,15 @@ ITN_EXPORT void itn_sub_put(struct itn_sub *psub)
 	/* Our walk is over with this one: forget its key (the memory may be
 	 * reused once released). */
 	key_cache_forget(sub);
-	sub_put(sub);
+	/* In a read section: a put that clears a slot after release_cb
+	 * scanned either sees RELEASE_WAIT or is waited for by the grace
+	 * period before release_wait_cb (see "Slot references"). */
+	itn__rcu_read_lock();
+	if (itn_likely(slot_drop_own(sub)))
+		put_done(sub, false);
+	else
+		put_slow(sub);
+	itn__rcu_read_unlock();
 }
 
 static inline struct itn_tkey key_of(const struct itn_tnode *n)
@@ -341,7 +724,7 @@ static struct itn__sub *find_locked(struct itn_space *s,
 		sub = logi_sub(n);
 		old = atomic_fetch_add_explicit(&sub->refs, 1,
 						memory_order_relaxed);
-		if (itn_unlikely(old == UINT32_MAX))
+		if (itn_unlikely((old & ITN_REFS_COUNT) == ITN_REFS_COUNT))
 			itn__die("itn_find: reference count overflow");
 	}
 	itn__unlock(s);
@@ -430,7 +813,7 @@ static inline struct itn_sub *find_after(struct itn_space *s,
 				goto none;
 			}
 			sub = logi_sub(n);
-			if (itn_likely(get_live(sub))) {
+			if (itn_likely(get_ref(sub))) {
 				itn__rcu_read_unlock();
 				if (itn_unlikely(stale))
 					note_miss(s, w);
@@ -489,5 +872,8 @@ ITN_EXPORT void itn_synchronize(void)
 	if (itn__in_release)
 		itn__die("itn_synchronize: called from a release callback; it "
 			 "would wait for itself");
-	itn__rcu_barrier();
+	/* release_cb may queue release_wait_cb: wait for it too. */
+	do
+		itn__rcu_barrier();
+	while (atomic_load_explicit(&ref_chained, memory_order_acquire));
 }

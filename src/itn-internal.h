@@ -54,7 +54,17 @@ enum itn__sub_state {
 	ITN_SUB_REMOVING = 0x524d5647,	/* itn_sub_remove() waiting (no release) */
 	ITN_SUB_REMOVED = 0x52454d44,	/* removed, no release: reusable */
 	ITN_SUB_ZOMBIE = 0x5a4f4d42,	/* removed, release() still to come */
+	/* The states of a removed subscription with release() once its
+	 * counted references are gone (find.c, "Slot references"). */
+	ITN_SUB_DYING = 0x44594e47,	   /* release_cb queued */
+	ITN_SUB_RELEASE_WAIT = 0x52574149, /* slot refs seen: release_wait_cb queued */
+	ITN_SUB_RELEASE_ARMED = 0x5241524d, /* slot refs remain: last put finishes */
+	ITN_SUB_RELEASING = 0x524c5347,	   /* release() queued or running */
 };
+
+/* itn__sub.refs: the registration's reference, apart from the count. */
+#define ITN_REFS_REG ((uint32_t)1 << 31)
+#define ITN_REFS_COUNT (ITN_REFS_REG - 1)
 
 /* A tree change waiting for the end of the period (itn__sub.pending). */
 enum itn__pending {
@@ -85,9 +95,10 @@ enum itn__pending {
  * @seq: the sub seq (always odd): written under the space lock by insert
  *	and update, by itn_set_seq() under the caller's lock.
  * @state: enum itn__sub_state.
- * @refs: references (release() subscriptions only): one held by the
- *	registration until the subscription has left the physical tree, one
- *	per itn_find()/itn_sub_get().
+ * @refs: counted references (release() subscriptions only): ITN_REFS_REG
+ *	held by the registration until the subscription has left the physical
+ *	tree, plus one per itn_sub_get() and per itn_find() that did not get
+ *	a per-thread slot (find.c, "Slot references").
  *
  * Layout.  Lockless walks (itn_find() on @logi, invalidations on @phys)
  * read the two nodes of every subscription they pass, on any thread.  The
@@ -431,8 +442,18 @@ static inline bool itn__has_classic(const struct itn_space *s)
 	return atomic_load_explicit(&s->nnotifiers, memory_order_acquire);
 }
 
-/* Drop a reference of a release() subscription (any context). */
+/* Drop the registration's reference of a release() subscription (any
+ * context, space lock held or not). */
 void itn__sub_put(struct itn__sub *sub);
+
+/* Whether itn_sub_insert() must refuse @st with -EBUSY. */
+static inline bool itn__sub_state_busy(uint32_t st)
+{
+	return st == ITN_SUB_INSERTING || st == ITN_SUB_LIVE ||
+	       st == ITN_SUB_REMOVING || st == ITN_SUB_ZOMBIE ||
+	       st == ITN_SUB_DYING || st == ITN_SUB_RELEASE_WAIT ||
+	       st == ITN_SUB_RELEASE_ARMED || st == ITN_SUB_RELEASING;
+}
 
 /*
  * Test-only hook: start the global seq at @seq (even) in an idle, empty

@@ -233,9 +233,7 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 	/* Claim the subscription: refuses a double insert, even a racing one. */
 	old = atomic_load_explicit(&sub->state, memory_order_acquire);
 	if (old != ITN_SUB_UNREG && old != ITN_SUB_REMOVED)
-		return old == ITN_SUB_LIVE || old == ITN_SUB_INSERTING ||
-				       old == ITN_SUB_REMOVING ||
-				       old == ITN_SUB_ZOMBIE ?
+		return itn__sub_state_busy(old) ?
 			       -EBUSY :
 			       -EINVAL; /* not zero-initialised */
 	if (!atomic_compare_exchange_strong_explicit(
@@ -255,7 +253,7 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 	sub->gen = atomic_load_explicit(&sub->order, memory_order_relaxed);
 	atomic_store_explicit(&sub->space, s, memory_order_relaxed);
 	sub->ops = ops;
-	atomic_store_explicit(&sub->refs, ops->release ? 1 : 0,
+	atomic_store_explicit(&sub->refs, ops->release ? ITN_REFS_REG : 0,
 			      memory_order_relaxed);
 	sub->pending = ITN_PENDING_NONE;
 
@@ -538,8 +536,7 @@ ITN_EXPORT bool itn_sub_busy(const struct itn_sub *psub)
 	/* The states in which itn_sub_insert() answers -EBUSY. */
 	st = atomic_load_explicit(&itn__csub(psub)->state,
 				  memory_order_acquire);
-	return st == ITN_SUB_INSERTING || st == ITN_SUB_LIVE ||
-	       st == ITN_SUB_REMOVING || st == ITN_SUB_ZOMBIE;
+	return itn__sub_state_busy(st);
 }
 
 /* The range accessors have no value to return for NULL: say so and stop,

@@ -480,7 +480,9 @@ struct itn_sub *itn_find_next(struct itn_space *s,
  *
  * A no-op for subscriptions without release().
  *
- * Context: any thread; lockless; never sleeps.
+ * Context: any thread; lockless, except on a removed subscription whose
+ * only references are itn_find()'s per-thread ones: then it checks them
+ * under a short internal lock; never waits for a grace period.
  * Return: nothing.
  */
 void itn_sub_get(struct itn_sub *sub);
@@ -490,9 +492,12 @@ void itn_sub_get(struct itn_sub *sub);
  * @sub: the subscription.
  *
  * The last put of a removed subscription queues release() behind an RCU
- * grace period.  A no-op for subscriptions without release().
+ * grace period.  A no-op for subscriptions without release().  Any thread
+ * may put any reference; putting one that itn_find() gave another thread,
+ * or the last one of a removed subscription, takes a short internal lock.
  *
- * Context: any thread, including callbacks; never sleeps.
+ * Context: any thread, including callbacks; never waits for a grace
+ * period or a callback.
  * Return: nothing.
  */
 void itn_sub_put(struct itn_sub *sub);
