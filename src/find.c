@@ -249,7 +249,12 @@ static ITN_NOINLINE struct ref_block *ref_block_new(void)
 {
 	struct ref_block *b;
 
-	/* Failing leaves this find the counted path. */
+	/* Failing leaves this find the counted path.  A thread's first find
+	 * inside an invalidate callback or a release() takes that path too:
+	 * libitn never allocates there (callbacks may run from memory hooks);
+	 * its next find outside makes the block. */
+	if (itn__cb_top || itn__in_release)
+		return NULL;
 	pthread_once(&ref_once, ref_key_init);
 	if (!ref_key_ok)
 		return NULL;

@@ -10,8 +10,9 @@
  * invalidation runs on the test thread: lock-free and locked paths, hits
  * and misses, nested and non-blocking invalidations, the end of a period
  * that applies deferred inserts, updates and removes and queues release()
- * calls, and classic notifiers.  The callbacks allow allocation again while
- * they run (they are the user's code), so only the library's own path is
+ * calls, and classic notifiers; also itn_find() and itn_sub_put() called
+ * from a callback.  The callbacks then allow allocation again while the
+ * rest of them runs (the user's code), so only the library's own path is
  * checked.  Each scenario runs first on a brand-new thread, so one-time
  * per-thread setup is covered too.
  *
@@ -122,7 +123,15 @@ static bool cb_invalidate(struct itn_sub *sub, const struct itn_range *r,
 {
 	struct obj *o = (struct obj *)(void *)sub;
 	bool was = forbidden;
+	struct itn_sub *found;
 
+	/* itn_find() and itn_sub_put() from a callback are the library's
+	 * path too: no flat index built, no per-thread block made here. */
+	for (int i = 0; i < 4; i++) {
+		found = itn_find(itn_sub_space(sub), NULL, r->start, r->last);
+		if (found)
+			itn_sub_put(found);
+	}
 	ALLOW();
 	pthread_mutex_lock(&o->lock);
 	itn_set_seq(sub, cur_seq);
