@@ -5,10 +5,12 @@
  * itn_find() walks the logical index under an RCU read-side section, with
  * no lock: the walk is validated by the index's sequence count, retried a
  * few times if a writer ran, and then done under the space lock so a
- * stalled writer cannot make a reader spin.  The result gets a reference
- * with get-unless-zero (its memory cannot go away before the read section
- * ends: release() is queued with call_rcu) and the state is rechecked, so a
- * subscription is never returned once remove has been called.
+ * stalled writer cannot make a reader spin.  A live result gets a
+ * reference in one of the thread's slots (below, "Slot references": no
+ * shared write), else a counted one with get-unless-zero (its memory cannot
+ * go away before the read section ends: release() is queued with
+ * call_rcu), and the state is checked, so a subscription is never returned
+ * once remove has been called.
  *
  * The logical index changes synchronously in insert/remove/update, so
  * find follows program order even while the physical tree is frozen.
@@ -18,8 +20,9 @@
  *
  * Lifetime of a subscription with release(): the registration holds one
  * reference until the subscription has left the physical tree; each find
- * and itn_sub_get() holds one more.  The last put queues release() behind a
- * grace period; itn_synchronize() waits for the queue.
+ * and itn_sub_get() holds one more, counted or in a slot.  When the last
+ * is gone, release() runs from call_rcu behind a grace period;
+ * itn_synchronize() waits for the queue, chained callbacks included.
  */
 #include "itn-internal.h"
 
