@@ -334,6 +334,17 @@ static void bl_put(struct bl_obj *o)
 
 /* ---- P1: find + reference + release ---- */
 
+/*
+ * P1's object: the subscription and one word of payload, as UCX's region
+ * (ucs_rcache_region_t + a generation, 88 bytes): the caller's object of a
+ * registration cache, not struct obj's fields for P4/P7 (240 bytes), whose
+ * extra cache footprint would be the bench's, not libitn's.
+ */
+struct p1_obj {
+	struct itn_sub sub;
+	uint64_t gen;
+};
+
 enum p1_impl { P1_ITN, P1_BL };
 
 struct p1_thread {
@@ -486,14 +497,15 @@ static void run_p1(void)
 		uint64_t n = sizes[si];
 		struct p1_fig fi = { 0 }, fb = { 0 }, fu = { 0 }, fo = { 0 };
 		struct itn_space *s;
-		struct obj *o;
+		struct p1_obj *o;
 		struct bl_obj *bo;
 		struct bl b;
 
 		if (opt_n ? n != opt_n : opt_quick && n != 10000)
 			continue;
 		s = space_new();
-		o = objs_new(n);
+		o = pb_xmalloc(n * sizeof(*o));
+		memset(o, 0, n * sizeof(*o));
 		bo = pb_xmalloc(n * sizeof(*bo));
 		pthread_mutex_init(&b.lock, NULL);
 		itn__tree_init(&b.tree);
@@ -538,7 +550,12 @@ static void run_p1(void)
 				"kernel-style_mutex");
 			p1_line(n, T, "ompi", so, &fi, &fo, "no_refcount");
 		}
-		objs_free(s, o, n);
+		for (uint64_t i = 0; i < n; i++)
+			itn_sub_remove(&o[i].sub);
+		itn_synchronize();
+		if (itn_space_free(s))
+			fprintf(stderr, "itn-bench-peers: itn_space_free failed\n");
+		free(o);
 		free(bo);
 	}
 }
