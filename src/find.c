@@ -182,13 +182,18 @@ static inline struct itn__sub *logi_sub(struct itn_tnode *n)
  * ever filled for it; later, slots are only cleared.  When @refs reaches
  * zero (remove dropped ITN_REFS_REG, the last counted reference went),
  * release_cb runs after a grace period (DYING) and scans: no slot, then
- * release() at once.  Else RELEASE_WAIT, and release_wait_cb after one
+ * release() after one more grace period (a put that has just cleared the
+ * last slot is still in its read section, reading the state: it must be
+ * done before the memory goes).  Else RELEASE_WAIT, and release_wait_cb
+ * after one
  * more grace period scans again: a put that cleared a slot but loaded the
  * state before RELEASE_WAIT was stored began its read section before that
  * grace period, so its clear is seen.  Still held: RELEASE_ARMED, and the
  * put that clears the last slot (it loads RELEASE_WAIT or RELEASE_ARMED in
  * its read section, then rechecks under ref_lock) queues release() with
- * call_rcu.  Exactly once: the state changes to RELEASING under ref_lock.
+ * call_rcu.  Exactly once: the state changes to RELEASING under ref_lock,
+ * and release() always runs from release_final_cb, a grace period after
+ * that change.
  *
  * Blocks are per thread, registered in ref_blocks (ref_lock).  A thread
  * that exits still holding slot references leaves its block there as an
@@ -423,23 +428,37 @@ static void release_final_cb(struct rcu_head *head)
 {
 	itn__rcu_callback_enter(head);
 	do_release(itn_container_of(head, struct itn__sub, rcu));
+	/* Pairs with the acquire load in itn_synchronize(). */
+	atomic_fetch_sub_explicit(&ref_chained, 1, memory_order_release);
 	itn__rcu_callback_exit();
+}
+
+/*
+ * Every reference is gone (ref_lock held): release() one grace period from
+ * now, never at once.  A put that has just cleared the last slot may still
+ * be in its read section, about to load the state (put_done()): the grace
+ * period lets it finish before release() frees the memory.
+ */
+static void queue_release(struct itn__sub *sub)
+{
+	atomic_store_explicit(&sub->state, ITN_SUB_RELEASING,
+			      memory_order_relaxed);
+	atomic_fetch_add_explicit(&ref_chained, 1, memory_order_relaxed);
+	itn__call_rcu(&sub->rcu, release_final_cb);
 }
 
 static void release_wait_cb(struct rcu_head *head)
 {
 	struct itn__sub *sub = itn_container_of(head, struct itn__sub, rcu);
-	bool gone;
 
 	itn__rcu_callback_enter(head);
 	pthread_mutex_lock(&ref_lock);
-	gone = refs_gone(sub);
-	atomic_store_explicit(&sub->state,
-			      gone ? ITN_SUB_RELEASING : ITN_SUB_RELEASE_ARMED,
-			      memory_order_relaxed);
+	if (refs_gone(sub))
+		queue_release(sub);
+	else
+		atomic_store_explicit(&sub->state, ITN_SUB_RELEASE_ARMED,
+				      memory_order_relaxed);
 	pthread_mutex_unlock(&ref_lock);
-	if (gone)
-		do_release(sub);
 	/* Pairs with the acquire load in itn_synchronize(). */
 	atomic_fetch_sub_explicit(&ref_chained, 1, memory_order_release);
 	itn__rcu_callback_exit();
@@ -449,12 +468,12 @@ static void release_wait_cb(struct rcu_head *head)
 static void release_cb(struct rcu_head *head)
 {
 	struct itn__sub *sub = itn_container_of(head, struct itn__sub, rcu);
-	bool gone;
 
 	itn__rcu_callback_enter(head);
 	pthread_mutex_lock(&ref_lock);
-	gone = refs_gone(sub);
-	if (!gone) {
+	if (refs_gone(sub)) {
+		queue_release(sub);
+	} else {
 		/* Slot references remain: look again after one more grace
 		 * period (see above), then leave it to the last put. */
 		atomic_fetch_add_explicit(&ref_chained, 1,
@@ -462,13 +481,8 @@ static void release_cb(struct rcu_head *head)
 		atomic_store_explicit(&sub->state, ITN_SUB_RELEASE_WAIT,
 				      memory_order_relaxed);
 		itn__call_rcu(&sub->rcu, release_wait_cb);
-	} else {
-		atomic_store_explicit(&sub->state, ITN_SUB_RELEASING,
-				      memory_order_relaxed);
 	}
 	pthread_mutex_unlock(&ref_lock);
-	if (gone)
-		do_release(sub);
 	itn__rcu_callback_exit();
 }
 
@@ -479,12 +493,8 @@ static ITN_NOINLINE void release_try_finish(struct itn__sub *sub)
 	/* RELEASE_WAIT: release_wait_cb will scan after this unlock. */
 	if (atomic_load_explicit(&sub->state, memory_order_relaxed) ==
 		    ITN_SUB_RELEASE_ARMED &&
-	    refs_gone(sub)) {
-		atomic_store_explicit(&sub->state, ITN_SUB_RELEASING,
-				      memory_order_relaxed);
-		/* release() runs from call_rcu, behind a grace period. */
-		itn__call_rcu(&sub->rcu, release_final_cb);
-	}
+	    refs_gone(sub))
+		queue_release(sub);
 	pthread_mutex_unlock(&ref_lock);
 }
 
