@@ -182,9 +182,11 @@ static inline struct itn__sub *logi_sub(struct itn_tnode *n)
  * ever filled for it; later, slots are only cleared.  When @refs reaches
  * zero (remove dropped ITN_REFS_REG, the last counted reference went),
  * release_cb runs after a grace period (DYING) and scans: no slot, then
- * release() after one more grace period (a put that has just cleared the
- * last slot is still in its read section, reading the state: it must be
- * done before the memory goes).  Else RELEASE_WAIT, and release_wait_cb
+ * release() at once if no slot ever held it (@slotted, set by the first
+ * slot find of each insertion: the usual case for churn), else after one
+ * more grace period (a put that has just cleared the last slot may still
+ * be in its read section, reading the state: it must be done before the
+ * memory goes).  Else RELEASE_WAIT, and release_wait_cb
  * after one
  * more grace period scans again: a put that cleared a slot but loaded the
  * state before RELEASE_WAIT was stored began its read section before that
@@ -296,6 +298,12 @@ static inline bool slot_take(struct itn__sub *sub)
 	}
 	for (unsigned int i = 0; i < ITN_REF_SLOTS; i++)
 		if (!atomic_load_explicit(&b->slot[i], memory_order_relaxed)) {
+			/* Once per insertion (then only read): tells
+			 * release_cb a put may still be reading it. */
+			if (itn_unlikely(!atomic_load_explicit(
+				    &sub->slotted, memory_order_relaxed)))
+				atomic_store_explicit(&sub->slotted, true,
+						      memory_order_relaxed);
 			atomic_store_explicit(&b->slot[i], sub,
 					      memory_order_relaxed);
 			return true;
@@ -471,6 +479,17 @@ static void release_cb(struct rcu_head *head)
 
 	itn__rcu_callback_enter(head);
 	pthread_mutex_lock(&ref_lock);
+	if (refs_gone(sub) &&
+	    !atomic_load_explicit(&sub->slotted, memory_order_relaxed)) {
+		/* No slot ever held it, so no put is between clearing a slot
+		 * and loading the state: release() now (the usual case). */
+		atomic_store_explicit(&sub->state, ITN_SUB_RELEASING,
+				      memory_order_relaxed);
+		pthread_mutex_unlock(&ref_lock);
+		do_release(sub);
+		itn__rcu_callback_exit();
+		return;
+	}
 	if (refs_gone(sub)) {
 		queue_release(sub);
 	} else {

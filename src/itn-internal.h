@@ -130,6 +130,10 @@ struct itn__sub {
 		struct rcu_head rcu;
 	};
 	uint8_t pending;
+	/* Set by the first find that holds it in a per-thread slot (find.c,
+	 * "Slot references"); cleared by insert.  Written once per insertion,
+	 * so the line stays shared among finders. */
+	atomic_bool slotted;
 	/* Read by a find after its lookup, next to what it writes. */
 	_Atomic uint64_t order;
 	const struct itn_sub_ops *ops;
