@@ -18,9 +18,7 @@
  */
 #include "itn-internal.h"
 
-#include <errno.h>
 #include <stdlib.h>
-#include <string.h>
 
 static _Atomic unsigned int thr_shift = 2;
 static _Atomic uint64_t thr_min = 64;
