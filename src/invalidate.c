@@ -216,19 +216,6 @@ static ITN_NOINLINE struct itn_tnode *start_hit(struct itn_space *s,
 	return start_locked_body(s, r, true, hint, wseq, cur_seq);
 }
 
-/* Push/pop the record of callbacks running on this thread. */
-static inline void frame_push(struct itn__cb_frame *f, struct itn_space *s)
-{
-	f->space = s;
-	f->next = itn__cb_top;
-	itn__cb_top = f;
-}
-
-static inline void frame_pop(struct itn__cb_frame *f)
-{
-	itn__cb_top = f->next;
-}
-
 /* The interval part of a start: 0, or -EAGAIN after ending it. */
 static int start_intervals(struct itn_space *s, const struct itn_range *r)
 {
@@ -260,7 +247,7 @@ static int start_intervals(struct itn_space *s, const struct itn_range *r)
 	 * frozen under this walk: no lock is needed, and callbacks may call
 	 * back into the library (insert, update, find...).
 	 */
-	frame_push(&frame, s);
+	itn__cb_enter(&frame, s);
 	for (; n; n = itn__tree_iter_next(n, r->start, r->last)) {
 		struct itn__sub *sub = itn_container_of(n, struct itn__sub, phys);
 
@@ -273,12 +260,12 @@ static int start_intervals(struct itn_space *s, const struct itn_range *r)
 		}
 		/* Non-blocking and refused: stop, end it ourselves (the
 		 * count-out is our last access to the space). */
-		frame_pop(&frame);
+		itn__cb_exit(&frame);
 		itn__count(s, nonblock_failures);
 		end_one(s);
 		return -EAGAIN;
 	}
-	frame_pop(&frame);
+	itn__cb_exit(&frame);
 	return 0;
 }
 
@@ -293,9 +280,9 @@ ITN_EXPORT int itn_invalidate_start(struct itn_space *s,
 	itn__count(s, invalidations);
 	err = start_intervals(s, r);
 	if (!err && itn__has_classic(s)) {
-		frame_push(&frame, s);
+		itn__cb_enter(&frame, s);
 		err = itn__classic_start(s, r);
-		frame_pop(&frame);
+		itn__cb_exit(&frame);
 		if (err) {
 			/* The classic ends ran; end the interval part too,
 			 * which the kernel forgets (SEMANTICS.md §4). */
@@ -325,23 +312,23 @@ ITN_EXPORT void itn_invalidate_end(struct itn_space *s,
 	 */
 	atomic_fetch_add_explicit(&s->classic_ends, 1, memory_order_acq_rel);
 	end_one(s);
-	frame_push(&frame, s);
+	itn__cb_enter(&frame, s);
 	itn__classic_end(s, r);
-	frame_pop(&frame);
+	itn__cb_exit(&frame);
 	atomic_fetch_sub_explicit(&s->classic_ends, 1, memory_order_release);
 }
 
+const struct itn_range itn__range_release = {
+	.start = 0,
+	.last = UINT64_MAX,
+	.event = ITN_EVENT_RELEASE,
+	.flags = ITN_RANGE_BLOCKABLE,
+	.owner = NULL,
+};
+
 void itn__release_intervals(struct itn_space *s)
 {
-	static const struct itn_range all = {
-		.start = 0,
-		.last = UINT64_MAX,
-		.event = ITN_EVENT_RELEASE,
-		.flags = ITN_RANGE_BLOCKABLE,
-		.owner = NULL,
-	};
-
 	itn__count(s, invalidations);
-	if (!start_intervals(s, &all)) /* blockable: cannot fail */
+	if (!start_intervals(s, &itn__range_release)) /* blockable */
 		end_one(s);
 }

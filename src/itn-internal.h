@@ -317,6 +317,23 @@ extern _Thread_local struct itn__cb_frame *itn__cb_top
 extern _Thread_local bool itn__in_release
 	__attribute__((tls_model("initial-exec")));
 
+/* Record on this thread's stack that callbacks of @s run now, and stop. */
+static inline void itn__cb_enter(struct itn__cb_frame *f,
+				 const struct itn_space *s)
+{
+	f->space = s;
+	f->next = itn__cb_top;
+	itn__cb_top = f;
+}
+
+static inline void itn__cb_exit(struct itn__cb_frame *f)
+{
+	itn__cb_top = f->next;
+}
+
+/* The RELEASE invalidation of itn_space_release(): the whole space. */
+extern const struct itn_range itn__range_release;
+
 static inline bool itn__in_callback(const struct itn_space *s)
 {
 	for (const struct itn__cb_frame *f = itn__cb_top; f; f = f->next)

@@ -84,7 +84,7 @@ void itn__classic_end(struct itn_space *s, const struct itn_range *r)
 }
 
 /* ops->release once per notifier, whoever gets there first.  It runs in
- * a read-side section: recorded as a callback of @s (see young_enter()). */
+ * a read-side section: recorded as a callback of @s (see itn__cb_enter()). */
 static void release_once(struct itn__notifier *n, struct itn_space *s)
 {
 	struct itn__cb_frame frame;
@@ -412,18 +412,6 @@ ITN_EXPORT void itn_notifier_put(struct itn_notifier *pn)
  * (unregister, register, space release, remove...) are refused with
  * -EDEADLK (or abort, for read_begin and synchronize) instead of hanging.
  */
-static inline void young_enter(struct itn__cb_frame *f, struct itn_space *s)
-{
-	f->space = s;
-	f->next = itn__cb_top;
-	itn__cb_top = f;
-}
-
-static inline void young_exit(struct itn__cb_frame *f)
-{
-	itn__cb_top = f->next;
-}
-
 static int young_range(struct itn_space *s, uint64_t start, uint64_t last,
 		       bool flush)
 {
@@ -435,7 +423,7 @@ static int young_range(struct itn_space *s, uint64_t start, uint64_t last,
 		return -EINVAL;
 	if (!itn__has_classic(s))
 		return 0;
-	young_enter(&frame, s);
+	itn__cb_enter(&frame, s);
 	itn__rcu_read_lock();
 	for_each_notifier_rcu(n, s) {
 		int (*fn)(struct itn_notifier *, struct itn_space *, uint64_t,
@@ -446,7 +434,7 @@ static int young_range(struct itn_space *s, uint64_t start, uint64_t last,
 			young |= fn(pub(n), s, start, last);
 	}
 	itn__rcu_read_unlock();
-	young_exit(&frame);
+	itn__cb_exit(&frame);
 	return young;
 }
 
@@ -472,7 +460,7 @@ ITN_EXPORT int itn_test_young(struct itn_space *s, uint64_t address)
 		return -EINVAL;
 	if (!itn__has_classic(s))
 		return 0;
-	young_enter(&frame, s);
+	itn__cb_enter(&frame, s);
 	itn__rcu_read_lock();
 	for_each_notifier_rcu(n, s) {
 		if (!n->ops->test_young)
@@ -482,6 +470,6 @@ ITN_EXPORT int itn_test_young(struct itn_space *s, uint64_t address)
 			break; /* the kernel stops at the first young one */
 	}
 	itn__rcu_read_unlock();
-	young_exit(&frame);
+	itn__cb_exit(&frame);
 	return young;
 }

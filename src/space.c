@@ -117,13 +117,6 @@ static void release_hold_end(struct itn_space *s)
 
 ITN_EXPORT int itn_space_release(struct itn_space *s)
 {
-	static const struct itn_range all = {
-		.start = 0,
-		.last = UINT64_MAX,
-		.event = ITN_EVENT_RELEASE,
-		.flags = ITN_RANGE_BLOCKABLE,
-		.owner = NULL,
-	};
 	uint64_t st, seq;
 
 	if (!s)
@@ -151,7 +144,7 @@ ITN_EXPORT int itn_space_release(struct itn_space *s)
 	 * RELEASE invalidation joins the running period, if any: same seq. */
 	itn__release_intervals(s);
 	if (seq & 1)
-		itn__release_deferred(s, &all, seq);
+		itn__release_deferred(s, &itn__range_release, seq);
 	release_hold_end(s);
 	itn__classic_release(s);
 	return 0;
