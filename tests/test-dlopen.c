@@ -1,0 +1,151 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * test-dlopen - libitn.so works when a program loads it with dlopen().
+ *
+ * libitn and liburcu-bp's read side use the initial-exec TLS model
+ * (src/meson.build), which needs their thread-local storage in the static
+ * TLS block.  A library loaded after start-up gets that from the small
+ * surplus the dynamic loader reserves; if libitn's thread-locals grew past
+ * it, dlopen() would fail with "cannot allocate memory in static TLS
+ * block".  This program is not linked with libitn: it loads the library
+ * named by argv[1], then runs a find, a put and a remove on it from the
+ * main thread and from a new thread (whose TLS is laid out after the load).
+ */
+#include <itn/itn.h>
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <setjmp.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <cmocka.h>
+
+static const char *lib_path;
+static void *lib;
+
+static struct itn_space *(*p_space_new)(void);
+static int (*p_space_free)(struct itn_space *);
+static int (*p_insert)(struct itn_sub *, struct itn_space *, uint64_t,
+		       uint64_t, const struct itn_sub_ops *);
+static int (*p_remove)(struct itn_sub *);
+static struct itn_sub *(*p_find)(struct itn_space *,
+				 const struct itn_sub_ops *, uint64_t,
+				 uint64_t);
+static void (*p_put)(struct itn_sub *);
+static void (*p_synchronize)(void);
+
+static _Atomic int released;
+
+static bool inv(struct itn_sub *sub, const struct itn_range *range,
+		uint64_t cur_seq)
+{
+	(void)sub;
+	(void)range;
+	(void)cur_seq;
+	return true;
+}
+
+static void rel(struct itn_sub *sub)
+{
+	(void)sub;
+	released++;
+}
+
+static const struct itn_sub_ops ops = { .invalidate = inv, .release = rel };
+
+static void *sym(const char *name)
+{
+	void *p = dlsym(lib, name);
+
+	if (!p)
+		fail_msg("dlsym(%s): %s", name, dlerror());
+	return p;
+}
+
+static int load(void **state)
+{
+	(void)state;
+	lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+	if (!lib)
+		fail_msg("dlopen(%s): %s", lib_path, dlerror());
+	*(void **)&p_space_new = sym("itn_space_new");
+	*(void **)&p_space_free = sym("itn_space_free");
+	*(void **)&p_insert = sym("itn_sub_insert");
+	*(void **)&p_remove = sym("itn_sub_remove");
+	*(void **)&p_find = sym("itn_find");
+	*(void **)&p_put = sym("itn_sub_put");
+	*(void **)&p_synchronize = sym("itn_synchronize");
+	return 0;
+}
+
+/* Insert, find + put many times (the flat index gets built), remove. */
+static void *round_trip(void *arg)
+{
+	struct itn_sub subs[64] = { ITN_SUB_INIT };
+	struct itn_space *s = p_space_new();
+	int *ok = arg;
+
+	if (!s)
+		return NULL;
+	for (int i = 0; i < 64; i++)
+		if (p_insert(&subs[i], s, 0x10000 + 0x2000 * (uint64_t)i,
+			     0x1000, &ops))
+			return NULL;
+	for (int k = 0; k < 10000; k++) {
+		uint64_t a = 0x10000 + 0x2000 * (uint64_t)(k % 64) + 8;
+		struct itn_sub *got = p_find(s, &ops, a, a + 15);
+
+		if (got != &subs[k % 64])
+			return NULL;
+		p_put(got);
+	}
+	for (int i = 0; i < 64; i++)
+		if (p_remove(&subs[i]))
+			return NULL;
+	p_synchronize();
+	if (p_space_free(s))
+		return NULL;
+	*ok = 1;
+	return NULL;
+}
+
+static void main_thread(void **state)
+{
+	int ok = 0;
+
+	(void)state;
+	released = 0;
+	round_trip(&ok);
+	assert_int_equal(ok, 1);
+	assert_int_equal(released, 64);
+}
+
+static void new_thread(void **state)
+{
+	pthread_t t;
+	int ok = 0;
+
+	(void)state;
+	released = 0;
+	assert_int_equal(pthread_create(&t, NULL, round_trip, &ok), 0);
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_int_equal(ok, 1);
+	assert_int_equal(released, 64);
+}
+
+int main(int argc, char **argv)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(main_thread),
+		cmocka_unit_test(new_thread),
+	};
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: test-dlopen LIBITN_SO\n");
+		return 2;
+	}
+	lib_path = argv[1];
+	/* The library stays loaded: liburcu-bp's threads may still run. */
+	return cmocka_run_group_tests(tests, load, NULL);
+}
