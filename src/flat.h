@@ -75,9 +75,12 @@ static inline struct itn__sub *itn__flat_first(const struct itn_flat *f,
 	uint64_t n = f->n, k = 1;
 
 	while (k <= n) {
-		/* The 8 descendants three levels down share one line (the
-		 * address may lie past the array: a prefetch never faults). */
-		__builtin_prefetch((const void *)((uintptr_t)max + 64 * k));
+		/* The 8 descendants three levels down share one line.  Never
+		 * past the array: a prefetch does not fault, but one of an
+		 * unmapped address costs a page walk (many more in a VM). */
+		uint64_t d = 8 * k < n ? 8 * k : n;
+
+		__builtin_prefetch(&max[d]);
 		k = 2 * k + (max[k] < start);
 	}
 	/* Undo the right turns after the last left one: the lower bound. */
