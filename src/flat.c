@@ -152,7 +152,11 @@ static void layout(uint64_t *max, struct itn_flat_ent *ent,
 	}
 }
 
-/* One block: the header, max[0..n] on a 64-byte boundary, ent[0..n]. */
+/*
+ * One block: the header, max[0..n] on a 64-byte boundary, ent[0..n] on
+ * one too, and a line after them (the search prefetches ent[n]'s next
+ * line).
+ */
 static struct itn_flat *flat_alloc(uint64_t n, uint64_t **max,
 				   struct itn_flat_ent **ent)
 {
@@ -163,7 +167,7 @@ static struct itn_flat *flat_alloc(uint64_t n, uint64_t **max,
 	if (n > (SIZE_MAX - 4096) / 32)
 		return NULL;
 	max_bytes = ((n + 1) * sizeof(uint64_t) + 63) & ~(size_t)63;
-	total = hdr + max_bytes + (n + 1) * sizeof(struct itn_flat_ent);
+	total = hdr + max_bytes + (n + 1) * sizeof(struct itn_flat_ent) + 64;
 	p = aligned_alloc(64, (total + 63) & ~(size_t)63);
 	if (!p)
 		return NULL;
