@@ -2,19 +2,30 @@
 /*
  * test-dlopen - libitn.so works when a program loads it with dlopen().
  *
- * libitn and liburcu-bp's read side use the initial-exec TLS model
- * (src/meson.build), which needs their thread-local storage in the static
- * TLS block.  A library loaded after start-up gets that from the small
- * surplus the dynamic loader reserves; if libitn's thread-locals grew past
- * it, dlopen() would fail with "cannot allocate memory in static TLS
- * block".  This program is not linked with libitn: it loads the library
- * named by argv[1], then runs a find, a put and a remove on it from the
- * main thread and from a new thread (whose TLS is laid out after the load).
+ *	test-dlopen LIBITN_SO
+ *	test-dlopen LIBITN_SO --after-urcu LIBURCU_BP_SO loads|fails
+ *
+ * libitn's thread-locals, and with tls_model=initial-exec (the default)
+ * liburcu-bp's reader pointer too, use the initial-exec TLS model
+ * (src/meson.build), which needs their TLS in the static block.  A library
+ * loaded after start-up gets that from the small surplus the dynamic
+ * loader reserves; if libitn's thread-locals grew past it, dlopen() would
+ * fail with "cannot allocate memory in static TLS block".  The first form
+ * loads the library named by argv[1] into this program, which is not
+ * linked with it, then runs finds, puts and removes from the main thread
+ * and from a new thread (whose TLS is laid out after the load).
+ *
+ * The second form first loads liburcu-bp itself and runs one read section
+ * through its exported functions, so that its TLS is set up dynamically,
+ * then loads libitn: the one case the initial-exec build cannot load in
+ * (documented in README.md), which the dynamic build can.  The last
+ * argument says which this build is expected to do.
  */
 #include <itn/itn.h>
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <string.h>
 #include <stdarg.h>
 #include <setjmp.h>
 #include <stddef.h>
@@ -22,6 +33,8 @@
 #include <cmocka.h>
 
 static const char *lib_path;
+static const char *urcu_path;
+static bool expect_load = true;
 static void *lib;
 
 static struct itn_space *(*p_space_new)(void);
@@ -63,12 +76,8 @@ static void *sym(const char *name)
 	return p;
 }
 
-static int load(void **state)
+static void load_syms(void)
 {
-	(void)state;
-	lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
-	if (!lib)
-		fail_msg("dlopen(%s): %s", lib_path, dlerror());
 	*(void **)&p_space_new = sym("itn_space_new");
 	*(void **)&p_space_free = sym("itn_space_free");
 	*(void **)&p_insert = sym("itn_sub_insert");
@@ -76,6 +85,15 @@ static int load(void **state)
 	*(void **)&p_find = sym("itn_find");
 	*(void **)&p_put = sym("itn_sub_put");
 	*(void **)&p_synchronize = sym("itn_synchronize");
+}
+
+static int load(void **state)
+{
+	(void)state;
+	lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+	if (!lib)
+		fail_msg("dlopen(%s): %s", lib_path, dlerror());
+	load_syms();
 	return 0;
 }
 
@@ -134,15 +152,62 @@ static void new_thread(void **state)
 	assert_int_equal(released, 64);
 }
 
+/* liburcu-bp loaded and used first, then libitn (see the top). */
+static void after_urcu(void **state)
+{
+	void *urcu = dlopen(urcu_path, RTLD_NOW | RTLD_LOCAL);
+	void (*lock)(void), (*unlock)(void);
+	const char *err;
+	int ok = 0;
+
+	(void)state;
+	if (!urcu)
+		fail_msg("dlopen(%s): %s", urcu_path, dlerror());
+	*(void **)&lock = dlsym(urcu, "urcu_bp_read_lock");
+	*(void **)&unlock = dlsym(urcu, "urcu_bp_read_unlock");
+	assert_non_null(lock);
+	assert_non_null(unlock);
+	lock();
+	unlock();
+	lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
+	err = lib ? NULL : dlerror();
+	if (!expect_load) {
+		if (lib)
+			fail_msg("dlopen(%s) after liburcu-bp: loaded, but this "
+				 "build should not (update README.md?)",
+				 lib_path);
+		assert_non_null(strstr(err, "static TLS"));
+		return;
+	}
+	if (!lib)
+		fail_msg("dlopen(%s) after liburcu-bp: %s", lib_path, err);
+	load_syms();
+	released = 0;
+	round_trip(&ok);
+	assert_int_equal(ok, 1);
+	assert_int_equal(released, 64);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(main_thread),
 		cmocka_unit_test(new_thread),
 	};
+	const struct CMUnitTest tests_after_urcu[] = {
+		cmocka_unit_test(after_urcu),
+	};
 
+	if (argc == 5 && !strcmp(argv[2], "--after-urcu") &&
+	    (!strcmp(argv[4], "loads") || !strcmp(argv[4], "fails"))) {
+		lib_path = argv[1];
+		urcu_path = argv[3];
+		expect_load = !strcmp(argv[4], "loads");
+		return cmocka_run_group_tests(tests_after_urcu, NULL, NULL);
+	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: test-dlopen LIBITN_SO\n");
+		fprintf(stderr, "usage: test-dlopen LIBITN_SO [--after-urcu "
+				"LIBURCU_BP_SO loads|fails]\n");
 		return 2;
 	}
 	lib_path = argv[1];
