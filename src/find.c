@@ -30,6 +30,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* Validated lockless walks tried before falling back to the lock. */
 #define ITN_FIND_RETRIES 8
@@ -212,7 +213,12 @@ struct ref_block {
 	_Atomic uint64_t clears;
 	struct cds_list_head link; /* ref_lock */
 	bool orphan;		   /* ref_lock */
-};
+} __attribute__((aligned(64)));
+
+/* Whole lines: two threads' blocks never share one (false sharing made
+ * two threads' find+put at 10^3 subscriptions 0.84x of twice one). */
+_Static_assert(sizeof(struct ref_block) % 64 == 0,
+	       "struct ref_block: not a whole number of cache lines");
 
 static pthread_mutex_t ref_lock = PTHREAD_MUTEX_INITIALIZER;
 static CDS_LIST_HEAD(ref_blocks);
@@ -268,9 +274,10 @@ static ITN_NOINLINE struct ref_block *ref_block_new(void)
 	pthread_once(&ref_once, ref_key_init);
 	if (!ref_key_ok)
 		return NULL;
-	b = calloc(1, sizeof(*b));
+	b = aligned_alloc(_Alignof(struct ref_block), sizeof(*b));
 	if (!b)
 		return NULL;
+	memset(b, 0, sizeof(*b));
 	if (pthread_setspecific(ref_key, b)) {
 		free(b);
 		return NULL;
