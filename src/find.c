@@ -183,8 +183,9 @@ static inline struct itn__sub *logi_sub(struct itn_tnode *n)
  * ever filled for it; later, slots are only cleared.  When @refs reaches
  * zero (remove dropped ITN_REFS_REG, the last counted reference went),
  * release_cb runs after a grace period (DYING) and scans: no slot, then
- * release() at once if no slot ever held it (@slotted, set by the first
- * slot find of each insertion: the usual case for churn), else after one
+ * release() at once if no slot ever held it (no ITN_REFS_SLOTTED: the
+ * first slot find of each insertion sets it; the usual case for churn),
+ * else after one
  * more grace period (a put that has just cleared the last slot may still
  * be in its read section, reading the state: it must be done before the
  * memory goes).  Else RELEASE_WAIT, and release_wait_cb
@@ -307,10 +308,13 @@ static inline bool slot_take(struct itn__sub *sub)
 		if (!atomic_load_explicit(&b->slot[i], memory_order_relaxed)) {
 			/* Once per insertion (then only read): tells
 			 * release_cb a put may still be reading it. */
-			if (itn_unlikely(!atomic_load_explicit(
-				    &sub->slotted, memory_order_relaxed)))
-				atomic_store_explicit(&sub->slotted, true,
-						      memory_order_relaxed);
+			if (itn_unlikely(!(atomic_load_explicit(
+						   &sub->refs,
+						   memory_order_relaxed) &
+					   ITN_REFS_SLOTTED)))
+				atomic_fetch_or_explicit(&sub->refs,
+							 ITN_REFS_SLOTTED,
+							 memory_order_relaxed);
 			atomic_store_explicit(&b->slot[i], sub,
 					      memory_order_relaxed);
 			return true;
@@ -432,11 +436,13 @@ static void do_release(struct itn__sub *sub)
 	atomic_fetch_sub_explicit(&s->objs, 1, memory_order_release);
 }
 
-/* No reference of any kind left (ref_lock held; no slot can be filled). */
+/* No reference of any kind left (ref_lock held; no slot can be filled):
+ * no slot, and of @refs at most ITN_REFS_SLOTTED. */
 static bool refs_gone(const struct itn__sub *sub)
 {
 	return !slot_held(sub) &&
-	       !atomic_load_explicit(&sub->refs, memory_order_acquire);
+	       !(atomic_load_explicit(&sub->refs, memory_order_acquire) &
+		 ITN_REFS_HELD);
 }
 
 static void release_final_cb(struct rcu_head *head)
@@ -487,7 +493,8 @@ static void release_cb(struct rcu_head *head)
 	itn__rcu_callback_enter(head);
 	pthread_mutex_lock(&ref_lock);
 	if (refs_gone(sub) &&
-	    !atomic_load_explicit(&sub->slotted, memory_order_relaxed)) {
+	    !(atomic_load_explicit(&sub->refs, memory_order_relaxed) &
+	      ITN_REFS_SLOTTED)) {
 		/* No slot ever held it, so no put is between clearing a slot
 		 * and loading the state: release() now (the usual case). */
 		atomic_store_explicit(&sub->state, ITN_SUB_RELEASING,
@@ -561,7 +568,7 @@ static ITN_NOINLINE void put_slow(struct itn__sub *sub)
 				    &sub->refs, &r, r - 1,
 				    memory_order_acq_rel,
 				    memory_order_relaxed)) {
-				put_done(sub, r == 1);
+				put_done(sub, (r & ITN_REFS_HELD) == 1);
 				return;
 			}
 		pthread_mutex_lock(&ref_lock);
@@ -586,7 +593,7 @@ void itn__sub_put(struct itn__sub *sub)
 					memory_order_acq_rel);
 	if (itn_unlikely(!(old & ITN_REFS_REG)))
 		itn__die("itn_sub_put: registration reference dropped twice");
-	put_done(sub, old == ITN_REFS_REG);
+	put_done(sub, (old & ITN_REFS_HELD) == ITN_REFS_REG);
 	itn__rcu_read_unlock();
 }
 
@@ -607,7 +614,7 @@ static inline bool get_live(struct itn__sub *sub)
 	while (!atomic_compare_exchange_weak_explicit(&sub->refs, &r, r + 1,
 						      memory_order_acquire,
 						      memory_order_relaxed))
-		if (itn_unlikely(r == 0 ||
+		if (itn_unlikely(!(r & ITN_REFS_HELD) ||
 				 (r & ITN_REFS_COUNT) == ITN_REFS_COUNT))
 			return false;
 	/* Pairs with the release stores of state in remove. */
@@ -645,7 +652,7 @@ ITN_EXPORT void itn_sub_get(struct itn_sub *psub)
 	old = atomic_fetch_add_explicit(&sub->refs, 1, memory_order_relaxed);
 	if (itn_unlikely((old & ITN_REFS_COUNT) == ITN_REFS_COUNT))
 		itn__die("itn_sub_get: reference count overflow");
-	if (itn_likely(old))
+	if (itn_likely(old & ITN_REFS_HELD))
 		return;
 	/* The caller's reference is a slot (its own or one handed over):
 	 * the count now holds the subscription too. */

@@ -62,9 +62,17 @@ enum itn__sub_state {
 	ITN_SUB_RELEASING = 0x524c5347,	   /* release() queued or running */
 };
 
-/* itn__sub.refs: the registration's reference, apart from the count. */
+/*
+ * itn__sub.refs: the registration's reference, apart from the count, and
+ * a flag set by the first find that holds the subscription in a per-thread
+ * slot (find.c, "Slot references"), once per insertion (insert clears it):
+ * it tells release_cb a put may still be reading the subscription.  A
+ * flag, not a reference: every test of "no reference left" masks it.
+ */
 #define ITN_REFS_REG ((uint32_t)1 << 31)
-#define ITN_REFS_COUNT (ITN_REFS_REG - 1)
+#define ITN_REFS_SLOTTED ((uint32_t)1 << 30)
+#define ITN_REFS_COUNT (ITN_REFS_SLOTTED - 1)
+#define ITN_REFS_HELD (ITN_REFS_REG | ITN_REFS_COUNT)
 
 /* A tree change waiting for the end of the period (itn__sub.pending). */
 enum itn__pending {
@@ -98,31 +106,32 @@ enum itn__pending {
  * @refs: counted references (release() subscriptions only): ITN_REFS_REG
  *	held by the registration until the subscription has left the physical
  *	tree, plus one per itn_sub_get() and per itn_find() that did not get
- *	a per-thread slot (find.c, "Slot references").
+ *	a per-thread slot (find.c, "Slot references"); and the flag
+ *	ITN_REFS_SLOTTED.
  *
  * Layout.  Lockless walks (itn_find() on @logi, invalidations on @phys)
  * read the two nodes of every subscription they pass, on any thread.  The
- * words written on hot paths, @seq (every invalidation that hits) and
- * @state, come at least 64 bytes after the last word of the nodes: an
+ * words written on hot paths, @refs (counted references), @seq (every
+ * invalidation that hits) and @state, which find reads next to @refs,
+ * come last, at least 64 bytes after the last word of the nodes: an
  * aligned word lies within one 64-byte cache line, and two words 64 bytes
  * apart never share one, so wherever the caller puts the subscription
- * (8-byte aligned), an invalidation on it never dirties the line holding
- * its own nodes, which every walk through them reads.  (What comes after
- * struct itn_sub in the caller's object is the caller's: 168 bytes leave
- * no room to keep the nodes of the next object in an array of bare
+ * (8-byte aligned), a find or an invalidation on it never dirties the line
+ * holding its own nodes, which every walk through them reads.  (What comes
+ * after struct itn_sub in the caller's object is the caller's: 168 bytes
+ * leave no room to keep the nodes of the next object in an array of bare
  * subscriptions 64 bytes away as well.)
  *
  * A find that takes its result from the flat index (flat.h) and the put
  * of a per-thread slot reference read only @order, @ops, @gen, @state and
- * @slotted: they fill one 32-byte-aligned chunk, which lies in one cache
- * line for every subscription aligned to 32 bytes and three in four of
- * those aligned to 16 (malloc's; the 47 bytes they spanned before took two
- * lines for three in four).  In a cache simulation of P1 at 10^5
- * subscriptions (cachegrind, 8 MiB last level) that halves find's
- * last-level misses; measured, find+put is 4-10% faster there.  @refs, written only by counted
- * references (find's fallback, itn_sub_get()) and by insert and remove,
- * sits before the chunk, in what is left after the words written under
- * the space lock.
+ * @refs (for ITN_REFS_SLOTTED): they fill one 32-byte-aligned chunk, which
+ * lies in one cache line for every subscription aligned to 32 bytes and
+ * for three in four of those aligned to 16 (malloc's; the 47 bytes they
+ * spanned before took two lines for three in four).  In a cache simulation
+ * of P1 at 10^5 subscriptions (cachegrind, 8 MiB last level) that halves
+ * find's last-level misses; measured, find+put is 4-10% faster there.
+ * That is why the slotted flag is a bit of @refs: a byte of its own had no
+ * room in the chunk.
  */
 struct itn__sub {
 	struct itn_tnode phys;
@@ -133,19 +142,13 @@ struct itn__sub {
 		struct cds_list_head deferred;
 		struct rcu_head rcu;
 	};
-	/* Written by counted references and insert/remove, not by a find
-	 * or put that uses a per-thread slot. */
-	_Atomic uint32_t refs;
 	uint8_t pending;
 	/* What a find and its put read: one 32-byte-aligned chunk. */
 	_Atomic uint64_t order;
 	const struct itn_sub_ops *ops;
 	uint64_t gen;
 	_Atomic uint32_t state;
-	/* Set by the first find that holds it in a per-thread slot (find.c,
-	 * "Slot references"); cleared by insert.  Written once per insertion,
-	 * so the line stays shared among finders. */
-	atomic_bool slotted;
+	_Atomic uint32_t refs;
 	/* Hot: written by invalidations (see above). */
 	_Atomic uint64_t seq;
 };
@@ -166,17 +169,22 @@ _Static_assert(offsetof(struct itn__sub, logi) ==
 	       "struct itn__sub: the two nodes come first, together");
 _Static_assert(offsetof(struct itn__sub, seq) >= ITN__NODES_LAST_WORD + 64 &&
 		       offsetof(struct itn__sub, state) >=
+			       ITN__NODES_LAST_WORD + 64 &&
+		       offsetof(struct itn__sub, refs) >=
 			       ITN__NODES_LAST_WORD + 64,
 	       "struct itn__sub: a hot word shares a cache line with a node");
+_Static_assert(offsetof(struct itn__sub, state) / 8 ==
+		       offsetof(struct itn__sub, refs) / 8,
+	       "struct itn__sub: state and refs in one word (one line)");
 _Static_assert(offsetof(struct itn__sub, order) % 32 == 0 &&
-		       offsetof(struct itn__sub, slotted) <
-			       offsetof(struct itn__sub, order) + 32 &&
 		       offsetof(struct itn__sub, ops) >
 			       offsetof(struct itn__sub, order) &&
 		       offsetof(struct itn__sub, gen) >
 			       offsetof(struct itn__sub, order) &&
 		       offsetof(struct itn__sub, state) >
-			       offsetof(struct itn__sub, order),
+			       offsetof(struct itn__sub, order) &&
+		       offsetof(struct itn__sub, refs) + sizeof(uint32_t) <=
+			       offsetof(struct itn__sub, order) + 32,
 	       "struct itn__sub: what a find reads is not one aligned chunk");
 _Static_assert(sizeof(struct itn__sub) == 168,
 	       "struct itn__sub: LP64 layout is 168 bytes");

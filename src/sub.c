@@ -256,7 +256,6 @@ ITN_EXPORT int itn_sub_insert(struct itn_sub *psub, struct itn_space *s,
 	atomic_store_explicit(&sub->refs, ops->release ? ITN_REFS_REG : 0,
 			      memory_order_relaxed);
 	sub->pending = ITN_PENDING_NONE;
-	atomic_store_explicit(&sub->slotted, false, memory_order_relaxed);
 
 	st = itn__busy_begin(s);
 	seq = itn__seq(s);

@@ -89,9 +89,15 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* The counted references and the registration's (not the slotted flag). */
 static uint32_t counted(int i)
 {
-	return atomic_load(&itn__sub(&objs[i].sub)->refs);
+	return atomic_load(&itn__sub(&objs[i].sub)->refs) & ITN_REFS_HELD;
+}
+
+static bool slotted(int i)
+{
+	return atomic_load(&itn__sub(&objs[i].sub)->refs) & ITN_REFS_SLOTTED;
 }
 
 static struct itn_sub *find0(void)
@@ -107,9 +113,13 @@ static void slot_ref_holds_release(void **state)
 	struct itn_sub *s;
 
 	(void)state;
+	assert_false(slotted(0));
 	s = find0();
-	/* A slot reference: the count is the registration's alone. */
+	/* A slot reference: the count is the registration's alone, and the
+	 * subscription is flagged as slot-held (release() then waits one
+	 * more grace period after the last put). */
 	assert_int_equal(counted(0), ITN_REFS_REG);
+	assert_true(slotted(0));
 	assert_int_equal(itn_sub_remove(&objs[0].sub), 0);
 	itn_synchronize();
 	itn_synchronize();
