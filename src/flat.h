@@ -15,9 +15,9 @@
  * one's start): a branch-free lower bound over 8-byte keys, which fetches
  * the line of its descendants three levels down while it compares, then
  * one entry.  (Entries inside the search array, 32 bytes a node, made
- * the search slower at 10^4 and 10^5: four times the lines to walk.)  (A static B-tree of 8-key lines has fewer levels, but
- * each waits for its line: 2.5x slower than this at 10^5 subscriptions,
- * no faster at 10^4.)
+ * the search slower at 10^4 and 10^5: four times the lines to walk.  A
+ * static B-tree of 8-key lines has fewer levels, but each waits for its
+ * line: 2.5x slower than this at 10^5 subscriptions, no faster at 10^4.)
  *
  * A flat index is a snapshot of the tree at one value of its sequence count
  * (itn_tree.wseq): it answers for exactly that value, and a reader uses it
@@ -78,7 +78,7 @@ struct itn_flat {
  * levels down, and with @ent_too their two lines of entries: the result
  * is the last node the descent turned left at, so its entry was asked
  * for three levels before the search ends rather than after (one cache
- * miss less on the way to the subscription: P1 +19% at 10^5, +14% at
+ * miss less on the way to the subscription: P1 +25% at 10^5, +14% at
  * 10^4).  Never past the arrays: a prefetch does not fault, but one of an
  * unmapped address costs a page walk (many more in a VM).
  */

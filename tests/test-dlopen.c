@@ -25,11 +25,12 @@
 
 #include <dlfcn.h>
 #include <pthread.h>
-#include <string.h>
-#include <stdarg.h>
 #include <setjmp.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <cmocka.h>
 
 static const char *lib_path;
@@ -97,33 +98,43 @@ static int load(void **state)
 	return 0;
 }
 
+/* A failure in round_trip(), which may run on a thread of its own. */
+static void die(const char *what)
+{
+	fprintf(stderr, "test-dlopen: %s\n", what);
+	abort();
+}
+
+/* Static: a release() of a sub inserted by a failed run lands here. */
+static struct itn_sub subs[64];
+
 /* Insert, find + put many times (the flat index gets built), remove. */
 static void *round_trip(void *arg)
 {
-	struct itn_sub subs[64] = { ITN_SUB_INIT };
 	struct itn_space *s = p_space_new();
 	int *ok = arg;
 
 	if (!s)
-		return NULL;
+		die("itn_space_new failed");
+	memset(subs, 0, sizeof(subs));
 	for (int i = 0; i < 64; i++)
 		if (p_insert(&subs[i], s, 0x10000 + 0x2000 * (uint64_t)i,
 			     0x1000, &ops))
-			return NULL;
+			die("itn_sub_insert failed");
 	for (int k = 0; k < 10000; k++) {
 		uint64_t a = 0x10000 + 0x2000 * (uint64_t)(k % 64) + 8;
 		struct itn_sub *got = p_find(s, &ops, a, a + 15);
 
 		if (got != &subs[k % 64])
-			return NULL;
+			die("itn_find returned the wrong subscription");
 		p_put(got);
 	}
 	for (int i = 0; i < 64; i++)
 		if (p_remove(&subs[i]))
-			return NULL;
+			die("itn_sub_remove failed");
 	p_synchronize();
 	if (p_space_free(s))
-		return NULL;
+		die("itn_space_free failed");
 	*ok = 1;
 	return NULL;
 }
@@ -172,12 +183,20 @@ static void after_urcu(void **state)
 	lib = dlopen(lib_path, RTLD_NOW | RTLD_LOCAL);
 	err = lib ? NULL : dlerror();
 	if (!expect_load) {
+#ifdef __GLIBC__
+		/* glibc cannot move liburcu-bp's TLS to the static block
+		 * once it was used: README.md documents the failure. */
 		if (lib)
-			fail_msg("dlopen(%s) after liburcu-bp: loaded, but this "
-				 "build should not (update README.md?)",
+			fail_msg("dlopen(%s) after liburcu-bp: loaded, but the "
+				 "initial-exec build should not (README.md)",
 				 lib_path);
 		assert_non_null(strstr(err, "static TLS"));
 		return;
+#else
+		/* Other C libraries may manage: then it must work. */
+		if (!lib)
+			skip();
+#endif
 	}
 	if (!lib)
 		fail_msg("dlopen(%s) after liburcu-bp: %s", lib_path, err);
@@ -203,14 +222,17 @@ int main(int argc, char **argv)
 		lib_path = argv[1];
 		urcu_path = argv[3];
 		expect_load = !strcmp(argv[4], "loads");
-		return cmocka_run_group_tests(tests_after_urcu, NULL, NULL);
+		return cmocka_run_group_tests(tests_after_urcu, NULL, NULL) ?
+			       EXIT_FAILURE :
+			       EXIT_SUCCESS;
 	}
 	if (argc != 2) {
-		fprintf(stderr, "usage: test-dlopen LIBITN_SO [--after-urcu "
-				"LIBURCU_BP_SO loads|fails]\n");
+		fprintf(stderr, "usage: test-dlopen LIBITN_SO "
+				"[--after-urcu LIBURCU_BP_SO loads|fails]\n");
 		return 2;
 	}
 	lib_path = argv[1];
 	/* The library stays loaded: liburcu-bp's threads may still run. */
-	return cmocka_run_group_tests(tests, load, NULL);
+	return cmocka_run_group_tests(tests, load, NULL) ? EXIT_FAILURE :
+							   EXIT_SUCCESS;
 }

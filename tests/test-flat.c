@@ -34,7 +34,7 @@
 
 #include "itn-internal.h"
 
-#define NOBJ 1300
+#define NOBJ 4200
 
 struct obj {
 	struct itn_sub sub;
@@ -182,8 +182,13 @@ static void random_interval(uint64_t span, uint64_t *start, uint64_t *last)
 
 static void flat_first_equals_tree_first(void **state)
 {
-	static const int sizes[] = { 0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 100,
-				     1000 };
+	/* With the n / 4 duplicates below, 1638..1640 give 2047..2050
+	 * positions and 3300 gives 4125: both sides of
+	 * ITN_FLAT_PREFETCH_ENT, where the descent prefetches entries. */
+	static const int sizes[] = {
+		0, 1, 2, 3, 7, 8, 9, 15, 16, 17, 100, 1000, 1638, 1639, 1640,
+		3300,
+	};
 
 	(void)state;
 	for (size_t si = 0; si < sizeof(sizes) / sizeof(sizes[0]); si++) {
