@@ -214,12 +214,15 @@ struct ref_block {
 	_Atomic uint64_t clears;
 	struct cds_list_head link; /* ref_lock */
 	bool orphan;		   /* ref_lock */
-} __attribute__((aligned(64)));
+};
 
-/* Whole lines: two threads' blocks never share one, even when they come
- * from one malloc arena (each find and put writes its thread's block). */
-_Static_assert(sizeof(struct ref_block) % 64 == 0,
-	       "struct ref_block: not a whole number of cache lines");
+/*
+ * A block is allocated on whole cache lines: two threads' blocks never
+ * share one, even when they come from one malloc arena (each find and put
+ * writes its thread's block).  Not an alignment of the type: the list walk
+ * makes a struct ref_block pointer of the list head, which is not aligned.
+ */
+#define REF_BLOCK_BYTES ((sizeof(struct ref_block) + 63) & ~(size_t)63)
 
 static pthread_mutex_t ref_lock = PTHREAD_MUTEX_INITIALIZER;
 static CDS_LIST_HEAD(ref_blocks);
@@ -275,10 +278,10 @@ static ITN_NOINLINE struct ref_block *ref_block_new(void)
 	pthread_once(&ref_once, ref_key_init);
 	if (!ref_key_ok)
 		return NULL;
-	b = aligned_alloc(_Alignof(struct ref_block), sizeof(*b));
+	b = aligned_alloc(64, REF_BLOCK_BYTES);
 	if (!b)
 		return NULL;
-	memset(b, 0, sizeof(*b));
+	memset(b, 0, REF_BLOCK_BYTES);
 	if (pthread_setspecific(ref_key, b)) {
 		free(b);
 		return NULL;
