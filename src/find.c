@@ -185,12 +185,10 @@ static inline struct itn__sub *logi_sub(struct itn_tnode *n)
  * release_cb runs after a grace period (DYING) and scans: no slot, then
  * release() at once if no slot ever held it (no ITN_REFS_SLOTTED: the
  * first slot find of each insertion sets it; the usual case for churn),
- * else after one
- * more grace period (a put that has just cleared the last slot may still
- * be in its read section, reading the state: it must be done before the
- * memory goes).  Else RELEASE_WAIT, and release_wait_cb
- * after one
- * more grace period scans again: a put that cleared a slot but loaded the
+ * else after one more grace period (a put that has just cleared the last
+ * slot may still be in its read section, reading the state: it must be
+ * done before the memory goes).  Else RELEASE_WAIT, and release_wait_cb
+ * after one more grace period scans again: a put that cleared a slot but loaded the
  * state before RELEASE_WAIT was stored began its read section before that
  * grace period, so its clear is seen.  Still held: RELEASE_ARMED, and the
  * put that clears the last slot (it loads RELEASE_WAIT or RELEASE_ARMED in
